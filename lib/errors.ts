@@ -1,0 +1,100 @@
+/** An error with a wire code and HTTP status; every error the library reports is one of these. */
+export class ActorError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly metadata: unknown;
+
+  constructor(status: number, code: string, message: string, metadata?: unknown) {
+    super(message);
+    this.name = new.target.name;
+    this.status = status;
+    this.code = code;
+    this.metadata = metadata;
+  }
+}
+
+export interface UserErrorOptions {
+  code?: string;
+  metadata?: unknown;
+}
+
+/** Thrown from onAuth or a handler: the client sees 400 with this code, message and metadata. */
+export class UserError extends ActorError {
+  constructor(message: string, options: UserErrorOptions = {}) {
+    super(400, options.code ?? "user_error", message, options.metadata);
+  }
+}
+
+export class Unauthorized extends ActorError {
+  constructor(message = "Unauthorized", metadata?: unknown) {
+    super(401, "unauthorized", message, metadata);
+  }
+}
+
+export class Forbidden extends ActorError {
+  constructor(message = "Forbidden", metadata?: unknown) {
+    super(403, "forbidden", message, metadata);
+  }
+}
+
+export const errors = {
+  invalidQuery: (message: string) => new ActorError(400, "invalid_query", message),
+  invalidEncoding: (value: string) =>
+    new ActorError(400, "invalid_encoding", `Unsupported encoding "${value}"; only "json" is supported`),
+  invalidRequest: (message: string) => new ActorError(400, "invalid_request", message),
+  forbidden: () => new Forbidden("This actor has no onAuth, so it is not reachable from the public"),
+  actorNotFound: (what: string) => new ActorError(404, "actor_not_found", `Actor not found: ${what}`),
+  fetchNotDefined: (name: string) =>
+    new ActorError(404, "fetch_not_defined", `Actor "${name}" does not define onFetch`),
+  websocketNotDefined: (name: string) =>
+    new ActorError(404, "websocket_not_defined", `Actor "${name}" does not define onWebSocket`),
+  methodNotAllowed: (method: string) =>
+    new ActorError(405, "method_not_allowed", `Method ${method} cannot be represented as a W3C Request`),
+  alreadyExists: (name: string, key: string[]) =>
+    new ActorError(409, "actor_already_exists", `Actor "${name}" with key ${JSON.stringify(key)} already exists`),
+  payloadTooLarge: (limit: number) =>
+    new ActorError(413, "payload_too_large", `Request body exceeds the limit of ${limit} bytes`),
+  invalidFetchResponse: () =>
+    new ActorError(500, "invalid_fetch_response", "onFetch must return a Response"),
+  internal: () => new ActorError(500, "internal_error", "Internal error"),
+  stateSaveFailed: () => new ActorError(503, "state_save_failed", "The actor state could not be saved"),
+  shuttingDown: () => new ActorError(503, "shutting_down", "The registry is shutting down"),
+};
+
+export interface ErrorBody {
+  code: string;
+  message: string;
+  metadata?: unknown;
+}
+
+/** Maps anything thrown to what a client may see: ActorErrors as they are, the rest generic. */
+export function publicError(err: unknown): { status: number; body: ErrorBody } {
+  if (err instanceof ActorError) {
+    const body: ErrorBody = { code: err.code, message: err.message };
+    if (err.metadata !== undefined) body.metadata = err.metadata;
+    return { status: err.status, body };
+  }
+  return { status: 500, body: { code: "internal_error", message: "Internal error" } };
+}
+
+/** The JSON error Response of SPEC §5, as the server-side client returns it. */
+export function errorResponse(err: unknown): Response {
+  const { status, body } = publicError(err);
+  return Response.json(body, { status });
+}
+
+/** Turns an error Response back into a throwable ActorError (for create() and resolve()). */
+export async function errorFromResponse(response: Response): Promise<ActorError> {
+  let body: Partial<ErrorBody> = {};
+  try {
+    body = (await response.json()) as ErrorBody;
+  } catch {
+    // Not one of ours (a proxy's HTML page, say): keep the status as the only signal.
+  }
+  return new ActorError(
+    response.status,
+    typeof body.code === "string" ? body.code : "http_" + response.status,
+    typeof body.message === "string" ? body.message : `Request failed with status ${response.status}`,
+    body.metadata,
+  );
+}

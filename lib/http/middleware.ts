@@ -1,0 +1,87 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Registry } from "../registry/setup";
+import { coreOf } from "../registry/setup";
+import { HEALTH_PATH, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
+import { actorUrl, originOf } from "./request";
+import { sendError } from "./response";
+import { readRouterHeaders, serveFetch, splitHeaders, type HttpOptions } from "./serve";
+
+export interface ActorMiddlewareOptions {
+  /** Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB. */
+  maxBodySize?: number;
+}
+
+type Next = (err?: unknown) => void;
+
+export const DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024;
+
+/**
+ * The router of SPEC §2 as Express middleware: mount it with `app.use(path, actorMiddleware(registry))`.
+ * Works on Express 4 and 5; requests it does not own go on to `next()`.
+ */
+export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewareOptions = {}) {
+  const core = coreOf(registry);
+  const http: HttpOptions = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
+
+  return function expressActors(req: IncomingMessage, res: ServerResponse, next: Next) {
+    const url = stripOrigin(req.url ?? "/");
+    const search = url.indexOf("?");
+    const pathname = search === -1 ? url : url.slice(0, search);
+
+    if (isUnder(pathname, RAW_HTTP_PATH)) {
+      let target;
+      let headers;
+      try {
+        const split = splitHeaders(req);
+        headers = split.headers;
+        const { query, params } = readRouterHeaders(split.rivet);
+        target = { query, params, path: url.slice(RAW_HTTP_PATH.length), skipAuth: false };
+      } catch (err) {
+        sendError(res, err);
+        return;
+      }
+      serveFetch(core, req, res, headers, target, http).catch(next);
+      return;
+    }
+    if (pathname === RESOLVE_PATH && req.method === "POST") {
+      resolveActor(core, req, res).catch(next);
+      return;
+    }
+    if (pathname === HEALTH_PATH && (req.method === "GET" || req.method === "HEAD")) {
+      const body = JSON.stringify(core.shuttingDown ? { status: "shutting_down" } : { status: "ok" });
+      res.writeHead(core.shuttingDown ? 503 : 200, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+      });
+      res.end(req.method === "HEAD" ? undefined : body);
+      return;
+    }
+    next();
+  };
+}
+
+/** `POST {mount}/actors/resolve`: what the client's create() and resolve() use; answers `{ actorId }`. */
+async function resolveActor(core: ReturnType<typeof coreOf>, req: IncomingMessage, res: ServerResponse) {
+  try {
+    const { headers, rivet } = splitHeaders(req);
+    const { query, params } = readRouterHeaders(rivet);
+    const request = new Request(actorUrl(originOf(req), "/"), { method: "POST", headers });
+    const { meta } = await core.locate(query, { request, params, intent: undefined, skipAuth: false });
+    const body = JSON.stringify({ actorId: meta.actorId });
+    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  } catch (err) {
+    sendError(res, err);
+  }
+}
+
+function isUnder(pathname: string, prefix: string): boolean {
+  return pathname.startsWith(prefix) && (pathname.length === prefix.length || pathname.charCodeAt(prefix.length) === 47);
+}
+
+/** An absolute-form target (`GET http://host/x HTTP/1.1`) keeps its origin in req.url; the Host header wins. */
+function stripOrigin(url: string): string {
+  if (url.charCodeAt(0) === 47) return url;
+  const match = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/.exec(url);
+  return match ? url.slice(match[0].length) || "/" : "/" + url;
+}

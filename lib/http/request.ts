@@ -1,0 +1,249 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { errors } from "../errors";
+import { HEADER_CONN_PARAMS, HEADER_ENCODING, HEADER_QUERY, HEADER_QUERY_ALIAS, INTERNAL_HEADER_PREFIX } from "../protocol";
+
+/** The X-RivetKit-* headers of a request, read in the same pass that copies the others. */
+export interface RouterHeaders {
+  query?: string;
+  queryAlias?: string;
+  encoding?: string;
+  params?: string;
+}
+
+export interface BuiltRequest {
+  request: Request;
+  /** True once the streamed body went over maxBodySize. */
+  readonly overflowed: boolean;
+  /** Releases the socket: drains an unread body so a keep-alive connection can go on. */
+  dispose(): void;
+}
+
+type ExpressLikeRequest = IncomingMessage & {
+  protocol?: string;
+  app?: { get(name: string): unknown };
+  body?: unknown;
+  rawBody?: unknown;
+  _body?: boolean;
+};
+
+const BODYLESS = new Set(["GET", "HEAD"]);
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::\d{1,5})?$/;
+const STREAM_HIGH_WATER = 64 * 1024;
+const noop = () => {};
+
+/** Copies headers from rawHeaders (duplicates kept, order kept), holding back every X-RivetKit-* one. */
+export function copyHeaders(raw: string[], rivet: RouterHeaders): Headers {
+  const headers = new Headers();
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.length > 11 && (name.charCodeAt(0) | 32) === 120 /* x */) {
+      const lower = name.toLowerCase();
+      if (lower.startsWith(INTERNAL_HEADER_PREFIX)) {
+        const value = raw[i + 1];
+        if (lower === HEADER_QUERY) rivet.query ??= value;
+        else if (lower === HEADER_QUERY_ALIAS) rivet.queryAlias ??= value;
+        else if (lower === HEADER_ENCODING) rivet.encoding ??= value;
+        else if (lower === HEADER_CONN_PARAMS) rivet.params ??= value;
+        continue;
+      }
+    }
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    try {
+      headers.append(name, raw[i + 1]);
+    } catch {
+      throw errors.invalidRequest(`Header ${JSON.stringify(name)} has an invalid value`);
+    }
+  }
+  return headers;
+}
+
+/** The incoming origin, trusting X-Forwarded-* exactly as far as the app's `trust proxy` setting does. */
+export function originOf(req: ExpressLikeRequest): string {
+  const protocol = req.protocol === "https" ? "https" : req.protocol === "http" ? "http" : defaultProtocol(req);
+  let host = req.headers.host;
+  const forwarded = req.headers["x-forwarded-host"];
+  if (typeof forwarded === "string" && forwarded !== "") {
+    const trust = req.app?.get("trust proxy fn");
+    if (typeof trust === "function" && trust(req.socket.remoteAddress, 0)) host = forwarded.split(",")[0].trim();
+  }
+  if (!host) host = "localhost";
+  else if (!HOST.test(host)) throw errors.invalidRequest(`Invalid Host ${JSON.stringify(host)}`);
+  return `${protocol}://${host}`;
+}
+
+function defaultProtocol(req: IncomingMessage): string {
+  return (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
+}
+
+/** origin + path + search, with exactly one leading slash and no fragment (SPEC §2). */
+export function actorUrl(origin: string, pathAndSearch: string): string {
+  let start = 0;
+  while (pathAndSearch.charCodeAt(start) === 47 /* / */) start++;
+  let rest = pathAndSearch.slice(start);
+  if (rest.includes("#")) rest = rest.replace(/#/g, "%23");
+  try {
+    return new URL("/" + rest, origin).href;
+  } catch {
+    throw errors.invalidRequest("The request path cannot be parsed as a URL");
+  }
+}
+
+/** Builds the W3C Request an actor sees from an Express request. */
+export function buildRequest(
+  req: ExpressLikeRequest,
+  res: ServerResponse,
+  url: string,
+  headers: Headers,
+  maxBodySize: number,
+): BuiltRequest {
+  const method = req.method ?? "GET";
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new DOMException("The client went away", "AbortError"));
+  };
+  res.once("close", onClose);
+
+  let body: BodyInit | null = null;
+  let source: BodySource | undefined;
+  if (!BODYLESS.has(method)) {
+    if (bodyWasConsumed(req)) body = rebuildBody(req, headers);
+    else if (hasBody(req)) {
+      source = new BodySource(req, maxBodySize);
+      body = source.stream;
+    }
+  }
+
+  let request: Request;
+  try {
+    request = new Request(url, { method, headers, body, signal: controller.signal, duplex: "half" } as RequestInit);
+  } catch {
+    res.off("close", onClose);
+    source?.dispose();
+    throw errors.methodNotAllowed(method);
+  }
+  return {
+    request,
+    get overflowed() {
+      return source?.overflowed ?? false;
+    },
+    dispose() {
+      res.off("close", onClose);
+      source?.dispose();
+    },
+  };
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  if (length !== undefined) return length !== "0";
+  return req.headers["transfer-encoding"] !== undefined;
+}
+
+/** body-parser 1.x marks `_body`; 2.x and others leave the stream ended. */
+function bodyWasConsumed(req: ExpressLikeRequest): boolean {
+  return req._body === true || req.readableEnded;
+}
+
+/** A body some middleware already read, rebuilt from what it left behind. */
+function rebuildBody(req: ExpressLikeRequest, headers: Headers): BodyInit | null {
+  const source = req.rawBody ?? req.body;
+  let bytes: Uint8Array | string;
+  if (Buffer.isBuffer(source) || source instanceof Uint8Array) bytes = source;
+  else if (typeof source === "string") bytes = source;
+  else if (source !== null && typeof source === "object") {
+    const type = headers.get("content-type") ?? "";
+    bytes = type.includes("application/x-www-form-urlencoded") && isFlatStrings(source)
+      ? new URLSearchParams(source as Record<string, string>).toString()
+      : JSON.stringify(source);
+  } else bytes = "";
+  // The parser may have inflated gzip and de-chunked: describe the body we hand on, not the wire one.
+  headers.delete("content-encoding");
+  headers.delete("transfer-encoding");
+  headers.set("content-length", String(typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.byteLength));
+  return bytes as BodyInit;
+}
+
+function isFlatStrings(value: object): boolean {
+  return Object.values(value).every((v) => typeof v === "string");
+}
+
+/** The request body as a byte stream that pauses the socket when the reader falls behind. */
+class BodySource {
+  readonly stream: ReadableStream<Uint8Array>;
+  overflowed = false;
+  private received = 0;
+  private ended = false;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+
+  constructor(private readonly req: IncomingMessage, private readonly limit: number) {
+    this.stream = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.controller = controller;
+          req.on("data", this.onData);
+          req.on("end", this.onEnd);
+          req.on("error", this.onAbort);
+          req.on("close", this.onAbort);
+        },
+        pull: () => {
+          req.resume();
+        },
+        cancel: () => {
+          this.dispose();
+        },
+      },
+      { highWaterMark: STREAM_HIGH_WATER, size: (chunk) => chunk!.byteLength },
+    );
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    this.received += chunk.byteLength;
+    if (this.received > this.limit) {
+      this.overflowed = true;
+      this.fail(errors.payloadTooLarge(this.limit));
+      this.req.pause();
+      return;
+    }
+    this.controller.enqueue(chunk);
+    if ((this.controller.desiredSize ?? 1) <= 0) this.req.pause();
+  };
+
+  private readonly onEnd = () => {
+    this.ended = true;
+    this.detach();
+    this.controller.close();
+  };
+
+  private readonly onAbort = () => {
+    if (this.ended) return;
+    this.fail(new DOMException("The client went away before the request body was complete", "AbortError"));
+  };
+
+  private fail(reason: unknown) {
+    this.ended = true;
+    this.detach();
+    this.controller.error(reason);
+  }
+
+  private detach() {
+    this.req.off("data", this.onData);
+    this.req.off("end", this.onEnd);
+    this.req.off("error", this.onAbort);
+    this.req.off("close", this.onAbort);
+    // Unread bytes must not leave an 'error' without a listener.
+    this.req.on("error", noop);
+  }
+
+  dispose() {
+    if (!this.ended) {
+      this.ended = true;
+      this.detach();
+      try {
+        this.controller.error(new DOMException("The request is over", "AbortError"));
+      } catch {
+        // Already closed or errored by the reader.
+      }
+    }
+    if (!this.overflowed && !this.req.readableEnded) this.req.resume();
+  }
+}

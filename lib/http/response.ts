@@ -1,0 +1,179 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { ActorError, publicError } from "../errors";
+import { log } from "../log";
+
+type Res = ServerResponse & { flush?: () => void };
+type ReadResult = ReadableStreamReadResult<Uint8Array>;
+
+const PENDING = Symbol("pending");
+const STATUS_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** Reads that settle before the next macrotask count as "already there" (a known-length body). */
+const EAGER_READS = 4;
+const noop = () => {};
+
+/** Writes a library error as the JSON body of SPEC §5; anything unexpected is logged, never shown. */
+export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}) {
+  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (res.destroyed) return;
+  const { status, body } = publicError(err);
+  const text = JSON.stringify(body);
+  const headers: Record<string, string | number> = {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  };
+  if (opts.close) headers.connection = "close";
+  res.writeHead(status, headers);
+  res.end(text);
+}
+
+/** Writes a W3C Response to Node's ServerResponse; resolves once the body is fully sent or abandoned. */
+export async function sendResponse(req: IncomingMessage, res: Res, response: Response): Promise<void> {
+  const body = response.body;
+  if (res.destroyed || res.writableEnded) {
+    body?.cancel().catch(noop);
+    return;
+  }
+  const status = response.status;
+  const headers = headersFor(response, res);
+  const statusText = STATUS_TEXT.test(response.statusText) ? response.statusText : "";
+  const noBody = status === 204 || status === 205 || status === 304;
+
+  if (!body || noBody) {
+    body?.cancel().catch(noop);
+    if (!noBody && !("content-length" in headers) && !("transfer-encoding" in headers)) headers["content-length"] = "0";
+    writeHead(res, status, statusText, headers);
+    res.end();
+    return;
+  }
+
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let pending: Promise<ReadResult> | undefined;
+  let complete = false;
+  try {
+    for (let i = 0; i < EAGER_READS; i++) {
+      const read = reader.read();
+      const result = await Promise.race([read, nextMacrotask()]);
+      if (result === PENDING) {
+        pending = read;
+        break;
+      }
+      if (result.done) {
+        complete = true;
+        break;
+      }
+      chunks.push(result.value);
+    }
+  } catch (err) {
+    log.error("the response body failed before anything was sent:", err);
+    sendError(res, new ActorError(500, "internal_error", "Internal error"));
+    return;
+  }
+
+  if (req.method === "HEAD") {
+    if (complete && !("content-length" in headers)) headers["content-length"] = String(byteLength(chunks));
+    reader.cancel().catch(noop);
+    writeHead(res, status, statusText, headers);
+    res.end();
+    return;
+  }
+
+  if (complete) {
+    if (!("content-length" in headers) && !("transfer-encoding" in headers)) {
+      headers["content-length"] = String(byteLength(chunks));
+    }
+    writeHead(res, status, statusText, headers);
+    if (chunks.length === 1) res.end(chunks[0]);
+    else {
+      for (const chunk of chunks) res.write(chunk);
+      res.end();
+    }
+    return;
+  }
+
+  writeHead(res, status, statusText, headers);
+  res.flushHeaders();
+  await pump(res, reader, chunks, pending);
+}
+
+/** Streams the rest of the body with backpressure, flushing each chunk (SSE through compression()). */
+async function pump(res: Res, reader: ReadableStreamDefaultReader<Uint8Array>, first: Uint8Array[], pending?: Promise<ReadResult>) {
+  let gone = false;
+  const onClose = () => {
+    if (res.writableFinished) return;
+    gone = true;
+    reader.cancel(new DOMException("The client went away", "AbortError")).catch(noop);
+  };
+  res.once("close", onClose);
+  if (res.destroyed) onClose();
+  try {
+    for (const chunk of first) res.write(chunk);
+    if (first.length) res.flush?.();
+    for (;;) {
+      const { done, value } = await (pending ?? reader.read());
+      pending = undefined;
+      if (gone) return;
+      if (done) {
+        res.end();
+        return;
+      }
+      const ok = res.write(value);
+      res.flush?.();
+      if (!ok) await drainOrClose(res);
+      if (gone) return;
+    }
+  } catch (err) {
+    if (!gone) {
+      log.error("the response body stream failed mid-way; closing the connection:", err);
+      res.destroy();
+    }
+  } finally {
+    res.off("close", onClose);
+  }
+}
+
+function drainOrClose(res: Res): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+function nextMacrotask(): Promise<typeof PENDING> {
+  return new Promise((resolve) => setImmediate(resolve, PENDING));
+}
+
+function byteLength(chunks: Uint8Array[]): number {
+  let total = 0;
+  for (const chunk of chunks) total += chunk.byteLength;
+  return total;
+}
+
+/** A header object Node accepts as is; Set-Cookie stays a list and adds to cookies set by earlier middleware. */
+function headersFor(response: Response, res: ServerResponse): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  response.headers.forEach((value, name) => {
+    if (name !== "set-cookie") out[name] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) {
+    const earlier = res.getHeader("set-cookie");
+    out["set-cookie"] = earlier === undefined ? cookies : [...([] as unknown[]).concat(earlier).map(String), ...cookies];
+  }
+  return out;
+}
+
+function writeHead(res: Res, status: number, statusText: string, headers: Record<string, string | string[]>) {
+  if (statusText) res.writeHead(status, statusText, headers);
+  else res.writeHead(status, headers);
+}

@@ -1,0 +1,89 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { errors } from "../errors";
+import type { RegistryCore } from "../registry/core";
+import { parseQueryText, type ParsedQuery } from "../registry/query";
+import { actorUrl, buildRequest, copyHeaders, originOf, type RouterHeaders } from "./request";
+import { sendError, sendResponse } from "./response";
+
+export interface HttpOptions {
+  maxBodySize: number;
+}
+
+export interface FetchTarget {
+  query: ParsedQuery;
+  params: unknown;
+  /** Path and query string as the actor should see them. */
+  path: string;
+  skipAuth: boolean;
+}
+
+/** The query, encoding and conn params of SPEC §2, validated. */
+export function readRouterHeaders(rivet: RouterHeaders): { query: ParsedQuery; params: unknown } {
+  if (rivet.encoding !== undefined && rivet.encoding.trim().toLowerCase() !== "json") {
+    throw errors.invalidEncoding(rivet.encoding);
+  }
+  const text = rivet.query ?? rivet.queryAlias;
+  if (text === undefined) throw errors.invalidQuery("Missing the X-RivetKit-Actor-Query header");
+  const query = parseQueryText(text);
+  let params: unknown;
+  if (rivet.params !== undefined) {
+    try {
+      params = JSON.parse(rivet.params);
+    } catch {
+      throw errors.invalidQuery("X-RivetKit-Conn-Params is not valid JSON");
+    }
+  }
+  return { query, params };
+}
+
+/** Runs one HTTP request through an actor's onFetch and writes its Response (or the SPEC §5 error). */
+export async function serveFetch(
+  core: RegistryCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  headers: Headers,
+  target: FetchTarget,
+  options: HttpOptions,
+): Promise<void> {
+  const declared = Number(req.headers["content-length"]);
+  if (declared > options.maxBodySize) {
+    sendError(res, errors.payloadTooLarge(options.maxBodySize), { close: true });
+    return;
+  }
+  let built;
+  try {
+    built = buildRequest(req, res, actorUrl(originOf(req), target.path), headers, options.maxBodySize);
+  } catch (err) {
+    sendError(res, err);
+    return;
+  }
+  const tooLarge = () => built.overflowed && (sendError(res, errors.payloadTooLarge(options.maxBodySize), { close: true }), true);
+  try {
+    const { instance, auth } = await core.enter(target.query, {
+      request: built.request,
+      params: target.params,
+      intent: "fetch",
+      skipAuth: target.skipAuth,
+    });
+    try {
+      const response = await instance.fetch(built.request, auth);
+      if (tooLarge()) {
+        response.body?.cancel().catch(() => {});
+        return;
+      }
+      await sendResponse(req, res, response);
+    } finally {
+      instance.release();
+    }
+  } catch (err) {
+    if (!tooLarge()) sendError(res, err);
+  } finally {
+    built.dispose();
+  }
+}
+
+/** Builds headers for the actor's request and reads the router headers in the same pass. */
+export function splitHeaders(req: IncomingMessage): { headers: Headers; rivet: RouterHeaders } {
+  const rivet: RouterHeaders = {};
+  return { headers: copyHeaders(req.rawHeaders, rivet), rivet };
+}

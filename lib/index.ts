@@ -1,0 +1,16 @@
+export { actor } from "./actor/definition";
+export type { ActorConfig, ActorContext, ActorDefinition, ActorOptions, AuthArgs } from "./actor/definition";
+export { setup } from "./registry/setup";
+export type { Registry } from "./registry/setup";
+export type { SetupOptions } from "./registry/setup";
+export { actorMiddleware } from "./http/middleware";
+export type { ActorMiddlewareOptions } from "./http/middleware";
+export { forwardToActor } from "./http/forward";
+export type { ForwardOptions } from "./http/forward";
+export { memoryStore } from "./stores/memory";
+export { fileStore } from "./stores/file";
+export type { FileStoreOptions } from "./stores/file";
+export type { StateStore, ActorMeta } from "./stores/types";
+export { UserError, Unauthorized, Forbidden } from "./errors";
+export type { UserErrorOptions } from "./errors";
+export type { ActorQuery } from "./registry/query";

@@ -1,0 +1,18 @@
+/** Wire names shared by the router and the clients (SPEC §2). */
+export const HEADER_QUERY = "x-rivetkit-actor-query";
+export const HEADER_QUERY_ALIAS = "x-rivetkit-query";
+export const HEADER_ENCODING = "x-rivetkit-encoding";
+export const HEADER_CONN_PARAMS = "x-rivetkit-conn-params";
+export const INTERNAL_HEADER_PREFIX = "x-rivetkit-";
+
+export const RAW_HTTP_PATH = "/actors/raw/http";
+export const RAW_WEBSOCKET_PATH = "/actors/raw/websocket";
+export const RESOLVE_PATH = "/actors/resolve";
+export const HEALTH_PATH = "/health";
+
+/** `//a` → `/a`, `` → `/`: the actor always sees exactly one leading slash. */
+export function normalizePath(path: string): string {
+  let start = 0;
+  while (path.charCodeAt(start) === 47 /* / */) start++;
+  return "/" + path.slice(start);
+}

@@ -1,0 +1,184 @@
+import { randomUUID } from "node:crypto";
+import type { ActorDefinition, AuthArgs } from "../actor/definition";
+import { ActorInstance, type InstanceHost } from "../actor/instance";
+import { ActorError, errors } from "../errors";
+import { log } from "../log";
+import { keyId, type ActorMeta, type StateStore } from "../stores/types";
+import { intentsOf, type ParsedQuery } from "./query";
+
+export interface EnterOptions {
+  /** The request handed to onAuth (and then to the handler). */
+  request: Request;
+  params: unknown;
+  intent: "fetch" | "websocket" | undefined;
+  skipAuth: boolean;
+}
+
+export interface Entered {
+  instance: ActorInstance;
+  auth: unknown;
+}
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** The registry's working parts; the public Registry object only exposes createServerClient and shutdown. */
+export class RegistryCore implements InstanceHost {
+  private readonly instances = new Map<string, ActorInstance>();
+  private readonly activating = new Map<string, Promise<ActorInstance>>();
+  private readonly keyIndex = new Map<string, string>();
+  private shutdownPromise?: Promise<void>;
+  private serverClient?: unknown;
+  readonly closers = new Set<() => void>();
+
+  constructor(
+    readonly definitions: Record<string, ActorDefinition>,
+    readonly store: StateStore,
+    private readonly makeClient: () => unknown,
+  ) {}
+
+  get shuttingDown() {
+    return this.shutdownPromise !== undefined;
+  }
+
+  client() {
+    return (this.serverClient ??= this.makeClient());
+  }
+
+  definition(name: string): ActorDefinition {
+    if (!Object.prototype.hasOwnProperty.call(this.definitions, name)) {
+      throw errors.actorNotFound(`no actor named "${name}"`);
+    }
+    return this.definitions[name];
+  }
+
+  /**
+   * Authorizes, resolves and activates the actor of `query`, and marks it busy.
+   * The caller must call `instance.release()` once its request (or stream, or socket) is over.
+   */
+  async enter(query: ParsedQuery, opts: EnterOptions): Promise<Entered> {
+    const { definition, meta, auth } = await this.locate(query, opts);
+    return { instance: await this.activate(meta, definition), auth };
+  }
+
+  /** onAuth (unless skipped), then the handler check, then lookup or creation: never the other way round. */
+  async locate(query: ParsedQuery, opts: EnterOptions) {
+    if (this.shuttingDown) throw errors.shuttingDown();
+    const definition = this.definition(query.name);
+    const config = definition.config;
+    const auth = opts.skipAuth ? undefined : await this.authorize(definition, query, opts);
+    if (opts.intent === "fetch" && !config.onFetch) throw errors.fetchNotDefined(query.name);
+    if (opts.intent === "websocket" && !config.onWebSocket) throw errors.websocketNotDefined(query.name);
+    const meta = await this.resolve(query);
+    return { definition, meta, auth };
+  }
+
+  async authorize(definition: ActorDefinition, query: ParsedQuery, opts: EnterOptions): Promise<unknown> {
+    const onAuth = definition.config.onAuth;
+    if (!onAuth) throw errors.forbidden();
+    const intents = new Set<AuthArgs["intents"] extends Set<infer T> ? T : never>(intentsOf(query.kind));
+    if (opts.intent) intents.add(opts.intent);
+    try {
+      return await onAuth({ request: opts.request, intents, params: opts.params }, opts.params);
+    } catch (err) {
+      if (err instanceof ActorError) throw err;
+      log.error(`onAuth of "${query.name}" threw:`, err);
+      throw errors.internal();
+    }
+  }
+
+  /** Finds (or creates, per the query) the actor's record without activating it. */
+  async resolve(query: ParsedQuery): Promise<ActorMeta> {
+    const { kind, name, key } = query;
+    if (kind === "getForId") {
+      const meta = this.instances.get(query.actorId)?.meta ?? (await this.store.lookupId(query.actorId));
+      if (!meta || meta.name !== name) throw errors.actorNotFound(`no "${name}" actor with id ${query.actorId}`);
+      return meta;
+    }
+    const id = keyId(name, key);
+    const knownId = this.keyIndex.get(id);
+    const known = knownId === undefined ? undefined : this.instances.get(knownId)?.meta;
+    if (kind === "create") {
+      if (known) throw errors.alreadyExists(name, key);
+      const { created, meta } = await this.store.createIfAbsent(newMeta(query));
+      if (!created) throw errors.alreadyExists(name, key);
+      return meta;
+    }
+    if (known) return known;
+    const found = await this.store.lookupKey(name, key);
+    if (found) return found;
+    if (kind === "get") throw errors.actorNotFound(`no "${name}" actor with key ${JSON.stringify(key)}`);
+    return (await this.store.createIfAbsent(newMeta(query))).meta;
+  }
+
+  /** Exactly one activation per actor id, shared by concurrent callers; returns it acquired. */
+  private async activate(meta: ActorMeta, definition: ActorDefinition): Promise<ActorInstance> {
+    const id = meta.actorId;
+    for (;;) {
+      if (this.shuttingDown) throw errors.shuttingDown();
+      const running = this.instances.get(id);
+      if (running) {
+        if (running.acquire()) return running;
+        await running.whenStopped();
+        continue;
+      }
+      let pending = this.activating.get(id);
+      if (!pending) {
+        pending = this.startInstance(meta, definition);
+        this.activating.set(id, pending);
+      }
+      const instance = await pending;
+      if (instance.acquire()) return instance;
+    }
+  }
+
+  private async startInstance(meta: ActorMeta, definition: ActorDefinition): Promise<ActorInstance> {
+    try {
+      const instance = await ActorInstance.start(this, definition.config, meta);
+      this.instances.set(meta.actorId, instance);
+      this.keyIndex.set(keyId(meta.name, meta.key), meta.actorId);
+      return instance;
+    } catch (err) {
+      log.error(`activating "${meta.name}" ${meta.actorId} failed:`, err);
+      throw err instanceof ActorError ? err : errors.internal();
+    } finally {
+      this.activating.delete(meta.actorId);
+    }
+  }
+
+  evicted(instance: ActorInstance) {
+    const { actorId, name, key } = instance.meta;
+    if (this.instances.get(actorId) === instance) this.instances.delete(actorId);
+    const id = keyId(name, key);
+    if (this.keyIndex.get(id) === actorId) this.keyIndex.delete(id);
+  }
+
+  /** Number of live instances, for tests and benchmarks. */
+  get size() {
+    return this.instances.size;
+  }
+
+  shutdown(graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
+    return (this.shutdownPromise ??= this.runShutdown(graceMs));
+  }
+
+  private async runShutdown(graceMs: number) {
+    for (const close of this.closers) close();
+    await Promise.allSettled(this.activating.values());
+    const deadline = Date.now() + graceMs;
+    while ([...this.instances.values()].some((i) => i.busy) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await Promise.allSettled([...this.instances.values()].map((i) => i.stop("shutdown")));
+    try {
+      await this.store.close?.();
+    } catch (err) {
+      log.error("closing the store failed:", err);
+    }
+  }
+}
+
+function newMeta(query: ParsedQuery): ActorMeta {
+  const meta: ActorMeta = { actorId: randomUUID(), name: query.name, key: query.key, createdAt: Date.now() };
+  if (query.input !== undefined) meta.input = query.input;
+  return meta;
+}

@@ -1,0 +1,83 @@
+import { errors } from "../errors";
+
+/** The actor query of SPEC §2, exactly as it travels in X-RivetKit-Actor-Query. */
+export type ActorQuery =
+  | { getForKey: { name: string; key: string[] } }
+  | { getOrCreateForKey: { name: string; key: string[]; input?: unknown } }
+  | { create: { name: string; key: string[]; input?: unknown } }
+  | { getForId: { name: string; actorId: string } };
+
+export type QueryKind = "get" | "getOrCreate" | "create" | "getForId";
+
+export interface ParsedQuery {
+  kind: QueryKind;
+  name: string;
+  key: string[];
+  actorId: string;
+  input: unknown;
+}
+
+const KINDS: Record<string, QueryKind> = {
+  getForKey: "get",
+  getOrCreateForKey: "getOrCreate",
+  create: "create",
+  getForId: "getForId",
+};
+
+const MAX_KEY_PARTS = 64;
+const MAX_KEY_PART_LENGTH = 1024;
+
+export function parseQueryText(text: string): ParsedQuery {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw errors.invalidQuery("The actor query is not valid JSON");
+  }
+  return parseQuery(value);
+}
+
+export function parseQuery(value: unknown): ParsedQuery {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw errors.invalidQuery("The actor query must be a JSON object");
+  }
+  const fields = Object.keys(value);
+  if (fields.length !== 1 || !Object.prototype.hasOwnProperty.call(KINDS, fields[0])) {
+    throw errors.invalidQuery(
+      "The actor query must have exactly one of getForKey, getOrCreateForKey, create, getForId",
+    );
+  }
+  const field = fields[0];
+  const kind = KINDS[field];
+  const body = (value as Record<string, unknown>)[field];
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw errors.invalidQuery(`${field} must be an object`);
+  }
+  const { name, key, actorId, input } = body as Record<string, unknown>;
+  if (typeof name !== "string" || name === "") throw errors.invalidQuery(`${field}.name must be a non-empty string`);
+  if (kind === "getForId") {
+    if (typeof actorId !== "string" || actorId === "") {
+      throw errors.invalidQuery("getForId.actorId must be a non-empty string");
+    }
+    return { kind, name, key: [], actorId, input: undefined };
+  }
+  return { kind, name, key: parseKey(key, field), actorId: "", input: kind === "get" ? undefined : input };
+}
+
+function parseKey(key: unknown, field: string): string[] {
+  const parts = typeof key === "string" ? [key] : key;
+  if (!Array.isArray(parts) || parts.length > MAX_KEY_PARTS) {
+    throw errors.invalidQuery(`${field}.key must be an array of at most ${MAX_KEY_PARTS} strings`);
+  }
+  for (const part of parts) {
+    if (typeof part !== "string" || part.length > MAX_KEY_PART_LENGTH) {
+      throw errors.invalidQuery(`${field}.key must contain only strings of at most ${MAX_KEY_PART_LENGTH} characters`);
+    }
+  }
+  return parts as string[];
+}
+
+export function intentsOf(kind: QueryKind): Array<"get" | "create"> {
+  if (kind === "getOrCreate") return ["get", "create"];
+  return kind === "create" ? ["create"] : ["get"];
+}

@@ -1,0 +1,53 @@
+import type { ActorDefinition } from "../actor/definition";
+import { createServerClient } from "../client/server";
+import type { Client } from "../client/core";
+import { memoryStore } from "../stores/memory";
+import type { StateStore } from "../stores/types";
+import { RegistryCore } from "./core";
+
+export interface SetupOptions<Use extends Record<string, ActorDefinition>> {
+  use: Use;
+  store?: StateStore;
+}
+
+const cores = new WeakMap<object, RegistryCore>();
+
+/** The set of actors an app hosts. Only these two methods are public; the rest is internal. */
+export class Registry<Use extends Record<string, ActorDefinition> = Record<string, ActorDefinition>> {
+  declare readonly __actors?: Use;
+
+  constructor(options: SetupOptions<Use>) {
+    if (!options || typeof options.use !== "object" || options.use === null) {
+      throw new TypeError("setup(): `use` must map actor names to actor() definitions");
+    }
+    for (const [name, definition] of Object.entries(options.use)) {
+      if (!definition || typeof definition.config !== "object") {
+        throw new TypeError(`setup(): "${name}" is not an actor() definition`);
+      }
+    }
+    const core: RegistryCore = new RegistryCore({ ...options.use }, options.store ?? memoryStore(), () =>
+      createServerClient(core),
+    );
+    cores.set(this, core);
+  }
+
+  /** The in-process client: the same API as createClient, no network hop, and onAuth is skipped. */
+  createServerClient(): Client<Registry<Use>> {
+    return coreOf(this).client() as Client<Registry<Use>>;
+  }
+
+  /** Stops taking work, waits for in-flight handlers (bounded), runs onStop, saves every state, closes the store. */
+  shutdown(): Promise<void> {
+    return coreOf(this).shutdown();
+  }
+}
+
+export function setup<Use extends Record<string, ActorDefinition>>(options: SetupOptions<Use>): Registry<Use> {
+  return new Registry(options);
+}
+
+export function coreOf(registry: Registry<any>): RegistryCore {
+  const core = cores.get(registry);
+  if (!core) throw new TypeError("expected a registry from setup()");
+  return core;
+}

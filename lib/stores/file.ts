@@ -1,0 +1,137 @@
+import { createHash, randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { keyId, type ActorMeta, type StateStore } from "./types";
+
+export interface FileStoreOptions {
+  dir: string;
+}
+
+const SAFE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * One file per record under `dir`, each written crash-safely: temp file, fsync, rename (or link
+ * for create-if-absent), then fsync of the directory so the new name itself is durable.
+ */
+export function fileStore(options: FileStoreOptions): StateStore {
+  const root = path.resolve(options.dir);
+  const dirs = { meta: path.join(root, "actors"), state: path.join(root, "state"), keys: path.join(root, "keys") };
+  let ready: Promise<void> | undefined;
+  const ensureDirs = () =>
+    (ready ??= Promise.all(Object.values(dirs).map((d) => fs.mkdir(d, { recursive: true }))).then(() => {}));
+
+  const keyFile = (name: string, key: string[]) =>
+    path.join(dirs.keys, createHash("sha256").update(keyId(name, key)).digest("hex") + ".json");
+
+  async function readJson<T>(file: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(file, "utf8")) as T;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async function syncDir(dir: string) {
+    const handle = await fs.open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async function writeTemp(dir: string, text: string): Promise<string> {
+    const tmp = path.join(dir, `.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+    const handle = await fs.open(tmp, "w");
+    try {
+      await handle.writeFile(text, "utf8");
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return tmp;
+  }
+
+  async function writeAtomic(file: string, text: string) {
+    const dir = path.dirname(file);
+    const tmp = await writeTemp(dir, text);
+    try {
+      await fs.rename(tmp, file);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    await syncDir(dir);
+  }
+
+  /** Writes only if `file` does not exist yet; link() fails with EEXIST for the loser of a race. */
+  async function writeExclusive(file: string, text: string): Promise<boolean> {
+    const dir = path.dirname(file);
+    const tmp = await writeTemp(dir, text);
+    try {
+      await fs.link(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw err;
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+    await syncDir(dir);
+    return true;
+  }
+
+  const metaFile = (actorId: string) => path.join(dirs.meta, actorId + ".json");
+  const stateFile = (actorId: string) => path.join(dirs.state, actorId + ".json");
+  const checkId = (actorId: string) => {
+    if (!SAFE_ID.test(actorId)) throw new Error(`fileStore: invalid actor id ${JSON.stringify(actorId)}`);
+  };
+
+  return {
+    async createIfAbsent(meta) {
+      checkId(meta.actorId);
+      await ensureDirs();
+      const text = JSON.stringify(meta);
+      // The id record goes first so a key record never points at a missing id.
+      await writeAtomic(metaFile(meta.actorId), text);
+      const file = keyFile(meta.name, meta.key);
+      if (await writeExclusive(file, text)) return { created: true, meta };
+      await fs.rm(metaFile(meta.actorId), { force: true });
+      const existing = await readJson<ActorMeta>(file);
+      if (!existing) throw new Error("fileStore: key record vanished during create");
+      return { created: false, meta: existing };
+    },
+    async lookupKey(name, key) {
+      await ensureDirs();
+      return readJson<ActorMeta>(keyFile(name, key));
+    },
+    async lookupId(actorId) {
+      if (!SAFE_ID.test(actorId)) return undefined;
+      await ensureDirs();
+      return readJson<ActorMeta>(metaFile(actorId));
+    },
+    async load(actorId) {
+      checkId(actorId);
+      await ensureDirs();
+      try {
+        return await fs.readFile(stateFile(actorId), "utf8");
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw err;
+      }
+    },
+    async save(actorId, state) {
+      checkId(actorId);
+      await ensureDirs();
+      await writeAtomic(stateFile(actorId), state);
+    },
+    async delete(actorId) {
+      checkId(actorId);
+      await ensureDirs();
+      const meta = await readJson<ActorMeta>(metaFile(actorId));
+      if (meta) await fs.rm(keyFile(meta.name, meta.key), { force: true });
+      await fs.rm(stateFile(actorId), { force: true });
+      await fs.rm(metaFile(actorId), { force: true });
+    },
+  };
+}

@@ -1,0 +1,39 @@
+import { keyId, type ActorMeta, type StateStore } from "./types";
+
+/** Keeps everything in this process; state is held as JSON text so callers never share objects. */
+export function memoryStore(): StateStore {
+  const byKey = new Map<string, ActorMeta>();
+  const byId = new Map<string, ActorMeta>();
+  const states = new Map<string, string>();
+  const copy = (meta: ActorMeta | undefined) => (meta ? { ...meta, key: [...meta.key] } : undefined);
+
+  return {
+    async createIfAbsent(meta) {
+      const id = keyId(meta.name, meta.key);
+      const existing = byKey.get(id);
+      if (existing) return { created: false, meta: copy(existing)! };
+      const stored = copy(meta)!;
+      byKey.set(id, stored);
+      byId.set(meta.actorId, stored);
+      return { created: true, meta: copy(stored)! };
+    },
+    async lookupKey(name, key) {
+      return copy(byKey.get(keyId(name, key)));
+    },
+    async lookupId(actorId) {
+      return copy(byId.get(actorId));
+    },
+    async load(actorId) {
+      return states.get(actorId);
+    },
+    async save(actorId, state) {
+      states.set(actorId, state);
+    },
+    async delete(actorId) {
+      const meta = byId.get(actorId);
+      if (meta) byKey.delete(keyId(meta.name, meta.key));
+      byId.delete(actorId);
+      states.delete(actorId);
+    },
+  };
+}
