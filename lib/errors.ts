@@ -1,3 +1,5 @@
+import { log } from "./log";
+
 /** An error with a wire code and HTTP status; every error the library reports is one of these. */
 export class ActorError extends Error {
   readonly code: string;
@@ -71,7 +73,15 @@ export interface ErrorBody {
 export function publicError(err: unknown): { status: number; body: ErrorBody } {
   if (err instanceof ActorError) {
     const body: ErrorBody = { code: err.code, message: err.message };
-    if (err.metadata !== undefined) body.metadata = err.metadata;
+    if (err.metadata !== undefined) {
+      // Metadata that cannot become JSON (BigInt, cycle) is dropped, so the error itself still reaches the client.
+      try {
+        JSON.stringify(err.metadata);
+        body.metadata = err.metadata;
+      } catch (cause) {
+        log.error(`the metadata of error "${err.code}" is not JSON and was dropped:`, cause);
+      }
+    }
     return { status: err.status, body };
   }
   return { status: 500, body: { code: "internal_error", message: "Internal error" } };
@@ -79,6 +89,7 @@ export function publicError(err: unknown): { status: number; body: ErrorBody } {
 
 /** The JSON error Response of SPEC §5, as the server-side client returns it. */
 export function errorResponse(err: unknown): Response {
+  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
   const { status, body } = publicError(err);
   return Response.json(body, { status });
 }

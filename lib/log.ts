@@ -16,15 +16,11 @@ function threshold(): number {
 
 export function createLogger(prefix: string): Logger {
   const tag = `[express-actors${prefix ? " " + prefix : ""}]`;
-  const at = (level: Level, sink: (...a: unknown[]) => void) => (...args: unknown[]) => {
-    if (LEVELS[level] >= threshold()) sink(tag, ...args);
+  // console is looked up per call, so a console patched after import (log shippers, test spies) gets the lines.
+  const at = (level: Exclude<Level, "silent">) => (...args: unknown[]) => {
+    if (LEVELS[level] >= threshold()) console[level](tag, ...args);
   };
-  return {
-    debug: at("debug", console.debug),
-    info: at("info", console.info),
-    warn: at("warn", console.warn),
-    error: at("error", console.error),
-  };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
 }
 
 export const log = createLogger("");

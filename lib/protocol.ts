@@ -16,3 +16,11 @@ export function normalizePath(path: string): string {
   while (path.charCodeAt(start) === 47 /* / */) start++;
   return "/" + path.slice(start);
 }
+
+/**
+ * JSON for a header value: header values are byte strings, so characters past U+007F travel as
+ * `\uXXXX` escapes, which JSON.parse reads back unchanged (a key like ["日本"] would otherwise throw).
+ */
+export function headerJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}

@@ -1,4 +1,5 @@
 import type { Logger } from "../log";
+import { serializeState } from "./state";
 
 /** The context handed to every hook and handler of an actor. */
 export interface ActorContext<S = any, V = any> {
@@ -35,8 +36,9 @@ type MaybePromise<T> = T | Promise<T>;
 
 export interface ActorConfig<S, V, I, A> {
   state?: S;
-  createState?: (c: ActorContext<S, undefined>, input: I | undefined) => MaybePromise<S>;
-  createVars?: (c: ActorContext<S, undefined>) => MaybePromise<V>;
+  // The context does not mention S, so S is inferred from the return value alone.
+  createState?: (c: ActorContext<unknown, undefined>, input: I | undefined) => MaybePromise<S>;
+  createVars?: (c: ActorContext<NoInfer<S>, undefined>) => MaybePromise<V>;
   onCreate?: (c: ActorContext<S, V>, input: I | undefined) => MaybePromise<void>;
   onStart?: (c: ActorContext<S, V>) => MaybePromise<void>;
   onStop?: (c: ActorContext<S, V>) => MaybePromise<void>;
@@ -63,6 +65,8 @@ export function actor<S = undefined, V = undefined, I = unknown, A = unknown>(
   if (config.state !== undefined && config.createState) {
     throw new TypeError("actor(): give either `state` or `createState`, not both");
   }
+  // Fail at definition time, naming the path, rather than at the first activation.
+  if (config.state !== undefined) serializeState(config.state);
   for (const hook of [
     "createState", "createVars", "onCreate", "onStart", "onStop", "onStateChange", "onAuth", "onFetch", "onWebSocket",
   ] as const) {

@@ -2,7 +2,7 @@ import { ActorError, errors } from "../errors";
 import { createLogger, type Logger } from "../log";
 import type { ActorMeta, StateStore } from "../stores/types";
 import type { ActorConfig, ActorContext } from "./definition";
-import { serializeState, trackState } from "./state";
+import { serializeState, trackState, untracked } from "./state";
 
 /** What an instance needs from its registry. */
 export interface InstanceHost {
@@ -72,9 +72,9 @@ export class ActorInstance {
   private retryDelay = 0;
   private notifyQueued = false;
   private notifying = false;
+  private warnedStopped = false;
 
   private active = 0;
-  private fetching = 0;
   private sleepTimer?: NodeJS.Timeout;
   private sleepRequested = false;
   private stopping?: Promise<boolean>;
@@ -97,23 +97,34 @@ export class ActorInstance {
     if (isNew) {
       const initial = config.createState
         ? await config.createState(instance.ctx as ActorContext<any, undefined>, meta.input)
-        : config.state === undefined
-          ? undefined
-          : JSON.parse(serializeState(config.state));
-      instance.replaceState(initial);
+        : config.state;
+      // A private JSON copy: no two actors (nor the definition, nor the caller's input) share objects,
+      // and the state in memory is exactly what a later wake will load.
+      instance.replaceState(initial === undefined ? undefined : JSON.parse(serializeState(initial)));
     } else {
-      instance.state = trackState(JSON.parse(saved), () => instance.changed());
+      const value = JSON.parse(saved);
+      // A stateless actor is saved as null, only to record that it was created.
+      const stateless = value === null && config.state === undefined && !config.createState;
+      instance.state = trackState(stateless ? undefined : value, () => instance.changed());
     }
-    if (config.createVars) instance.vars = await config.createVars(instance.ctx as ActorContext<any, undefined>);
-    if (isNew && config.onCreate) await config.onCreate(instance.ctx, meta.input);
-    if (config.onStart) await config.onStart(instance.ctx);
-    instance.status = "running";
-    instance.armSleep();
+    await instance.activate(isNew);
     return instance;
   }
 
+  /** createVars, onCreate (new actors only) and onStart; then the actor takes work. */
+  private async activate(isNew: boolean) {
+    const { config } = this;
+    if (config.createVars) this.vars = await config.createVars(this.ctx as ActorContext<any, undefined>);
+    if (isNew && config.onCreate) await config.onCreate(this.ctx, this.meta.input);
+    if (config.onStart) await config.onStart(this.ctx);
+    this.status = "running";
+    // Changes made while starting (a new state, onCreate, onStart) are saved like any other.
+    if (this.dirty) this.scheduleSave();
+    this.armSleep();
+  }
+
   replaceState(value: unknown) {
-    this.state = trackState(value, () => this.changed());
+    this.state = trackState(untracked(value), () => this.changed());
     this.changed();
   }
 
@@ -123,7 +134,13 @@ export class ActorInstance {
 
   private changed() {
     this.changes++;
-    if (this.fetching === 0) this.scheduleSave();
+    if (this.status === "stopped") {
+      // A timer the actor left running: saving now could overwrite the state of a newer activation.
+      if (!this.warnedStopped) this.log.warn("the state changed after the actor stopped; the change is not saved");
+      this.warnedStopped = true;
+      return;
+    }
+    this.scheduleSave();
     if (this.config.onStateChange && !this.notifyQueued && !this.notifying && this.status !== "starting") {
       this.notifyQueued = true;
       queueMicrotask(() => this.notifyStateChange());
@@ -133,10 +150,12 @@ export class ActorInstance {
   private notifyStateChange() {
     this.notifyQueued = false;
     this.notifying = true;
+    const failed = (err: unknown) => this.log.error("onStateChange threw:", err);
     try {
-      this.config.onStateChange!(this.ctx, this.state);
+      const result: unknown = this.config.onStateChange!(this.ctx, this.state);
+      if (result instanceof Promise) result.catch(failed);
     } catch (err) {
-      this.log.error("onStateChange threw:", err);
+      failed(err);
     } finally {
       this.notifying = false;
     }
@@ -144,7 +163,7 @@ export class ActorInstance {
 
   /** A throttled save: within stateSaveInterval of the first unsaved change. */
   private scheduleSave() {
-    if (this.saveTimer || this.status === "starting") return;
+    if (this.saveTimer || this.status === "starting" || this.status === "stopped") return;
     const interval = this.config.options?.stateSaveInterval ?? DEFAULT_SAVE_INTERVAL;
     this.saveTimer = setTimeout(() => {
       this.saveTimer = undefined;
@@ -162,6 +181,7 @@ export class ActorInstance {
   save(): Promise<void> {
     const target = this.changes;
     if (this.saved >= target) return RESOLVED;
+    if (this.status === "stopped") return Promise.reject(new Error("the actor has stopped; its state is no longer saved"));
     if (this.writing) {
       if (this.writingVersion >= target) return this.writing;
       return (this.queued ??= this.writing.then(
@@ -182,7 +202,7 @@ export class ActorInstance {
     }
     let text: string;
     try {
-      text = serializeState(this.state);
+      text = this.state === undefined ? "null" : serializeState(this.state);
     } catch (err) {
       this.saveFailed(err);
       return Promise.reject(err);
@@ -193,7 +213,8 @@ export class ActorInstance {
         this.writing = undefined;
         if (this.saved < version) this.saved = version;
         this.retryDelay = 0;
-        if (this.dirty && this.fetching === 0) this.scheduleSave();
+        if (this.dirty) this.scheduleSave();
+        else if (this.sleepRequested) this.armSleep();
       },
       (err) => {
         this.writing = undefined;
@@ -235,94 +256,137 @@ export class ActorInstance {
     if (--this.active === 0) this.armSleep();
   }
 
-  /** Runs onFetch and makes its state changes durable before the caller may send the response. */
+  /** Runs onFetch; its outcome, success or error, is handed back only once the state is durable. */
   async fetch(request: Request, auth: unknown): Promise<Response> {
-    const onFetch = this.config.onFetch!;
-    let response: unknown;
-    this.fetching++;
+    let response: Response | undefined;
+    let failure: ActorError | undefined;
     try {
-      response = await onFetch(this.ctx, request, { auth });
+      const result: unknown = await this.config.onFetch!(this.ctx, request, { auth });
+      if (result instanceof Response) response = result;
+      else {
+        this.log.error("onFetch returned", describe(result), "instead of a Response");
+        failure = errors.invalidFetchResponse();
+      }
     } catch (err) {
-      if (this.dirty) this.scheduleSave();
-      if (err instanceof ActorError) throw err;
-      this.log.error("onFetch threw:", err);
-      throw errors.internal();
-    } finally {
-      this.fetching--;
-    }
-    if (!(response instanceof Response)) {
-      if (this.dirty) this.scheduleSave();
-      this.log.error("onFetch returned", describe(response), "instead of a Response");
-      throw errors.invalidFetchResponse();
+      if (!(err instanceof ActorError)) this.log.error("onFetch threw:", err);
+      failure = err instanceof ActorError ? err : errors.internal();
     }
     if (this.dirty) {
       try {
         await this.save();
       } catch {
-        response.body?.cancel().catch(noop);
+        response?.body?.cancel().catch(noop);
         throw errors.stateSaveFailed();
       }
     }
-    return response;
+    if (failure) throw failure;
+    return response!;
   }
 
   requestSleep() {
     this.sleepRequested = true;
-    if (this.active === 0 && this.status === "running") setImmediate(() => this.sleepIfIdle());
+    this.armSleep();
   }
 
   private armSleep() {
-    if (this.status !== "running") return;
-    if (this.sleepRequested) {
-      setImmediate(() => this.sleepIfIdle());
-      return;
-    }
-    const timeout = this.config.options?.sleepTimeout ?? DEFAULT_SLEEP_TIMEOUT;
+    if (this.status !== "running" || this.active > 0) return;
+    clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
+    // While saves fail, even a requested sleep waits for the normal timeout instead of spinning.
+    const timeout =
+      this.sleepRequested && !this.retryTimer ? 0 : (this.config.options?.sleepTimeout ?? DEFAULT_SLEEP_TIMEOUT);
     if (!Number.isFinite(timeout)) return;
-    if (this.sleepTimer) this.sleepTimer.refresh();
-    else {
-      this.sleepTimer = setTimeout(() => this.sleepIfIdle(), timeout);
-      this.sleepTimer.unref();
-    }
+    this.sleepTimer = setTimeout(() => this.sleepIfIdle(), timeout);
+    this.sleepTimer.unref();
   }
 
   private sleepIfIdle() {
     this.sleepTimer = undefined;
-    if (this.active === 0 && this.status === "running") this.stop("sleep").catch(noop);
+    if (this.active > 0 || this.status !== "running") return;
+    // The store is failing: stay awake with the unsaved state until a retry succeeds.
+    if (this.retryTimer) this.armSleep();
+    else this.stop("sleep").catch(noop);
   }
 
-  /** onStop, then a final save. A sleep that cannot save keeps the actor alive; shutdown evicts anyway. */
-  stop(reason: "sleep" | "shutdown"): Promise<boolean> {
-    if (this.stopping) return this.stopping;
+  /**
+   * Sleep: save, onStop, save, evict; an actor whose state cannot be saved stays awake.
+   * Shutdown: onStop, then save (retried until `deadline`), then evict in any case.
+   * Resolves true once the actor is stopped and evicted.
+   */
+  stop(reason: "sleep" | "shutdown", deadline = 0): Promise<boolean> {
+    if (this.stopping) {
+      // A sleep that ends with the actor awake must not swallow a shutdown.
+      return reason === "sleep" ? this.stopping : this.stopping.then((stopped) => stopped || this.stop(reason, deadline));
+    }
     this.status = "stopping";
-    const run = async () => {
-      clearTimeout(this.sleepTimer);
-      this.sleepTimer = undefined;
+    clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
+    return (this.stopping = reason === "sleep" ? this.sleep() : this.shutdown(deadline));
+  }
+
+  private async sleep(): Promise<boolean> {
+    try {
+      // Saving before onStop means a failing store is noticed before anything is torn down.
+      await this.save();
+    } catch {
+      this.stopping = undefined;
+      this.status = "running";
+      this.armSleep();
+      return false;
+    }
+    await this.runOnStop();
+    try {
+      await this.save();
+    } catch {
+      // onStop has run, so restart in place rather than drop the state it could not save.
+      this.log.error("staying awake: the state could not be saved after onStop; running onStart again");
+      this.stopping = undefined;
+      this.status = "starting";
       try {
-        if (this.config.onStop) await this.config.onStop(this.ctx);
+        await this.activate(false);
       } catch (err) {
-        this.log.error("onStop threw:", err);
+        this.log.error("restarting in place failed:", err);
+        this.status = "running";
+        this.armSleep();
       }
+      return false;
+    }
+    this.finish();
+    return true;
+  }
+
+  private async shutdown(deadline: number): Promise<boolean> {
+    await this.runOnStop();
+    for (let wait = RETRY_MIN; ; wait = Math.min(wait * 2, RETRY_MAX)) {
       try {
         await this.save();
+        break;
       } catch (err) {
-        if (reason === "sleep") {
-          this.log.error("staying awake: the state could not be saved before sleeping");
-          this.stopping = undefined;
-          this.sleepRequested = false;
-          this.status = "running";
-          this.armSleep();
-          return false;
+        if (Date.now() + wait > deadline) {
+          this.log.error("shutdown: the last state changes could not be saved:", err);
+          break;
         }
-        this.log.error("shutdown: the last state changes could not be saved:", err);
+        await new Promise((resolve) => setTimeout(resolve, wait));
       }
-      this.status = "stopped";
-      clearTimeout(this.saveTimer);
-      clearTimeout(this.retryTimer);
-      this.host.evicted(this);
-      return true;
-    };
-    return (this.stopping = run());
+    }
+    this.finish();
+    return true;
+  }
+
+  private async runOnStop() {
+    try {
+      if (this.config.onStop) await this.config.onStop(this.ctx);
+    } catch (err) {
+      this.log.error("onStop threw:", err);
+    }
+  }
+
+  private finish() {
+    this.status = "stopped";
+    clearTimeout(this.saveTimer);
+    clearTimeout(this.retryTimer);
+    this.saveTimer = this.retryTimer = undefined;
+    this.host.evicted(this);
   }
 
   /** Settles when a stop in progress has finished (whether or not the actor stayed awake). */

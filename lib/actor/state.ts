@@ -8,9 +8,11 @@ export class StateNotSerializableError extends Error {
 
 const proxyTargets = new WeakMap<object, object>();
 
+/** True for `{}` and `Object.create(null)` of any realm (a vm context, structuredClone under Jest). */
 function isPlainObject(value: object): boolean {
   const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  if (proto === null) return true;
+  return Object.getPrototypeOf(proto) === null && Object.prototype.toString.call(value) === "[object Object]";
 }
 
 /** Checks that `value` survives a JSON round trip unchanged, then returns its JSON text. */
@@ -62,8 +64,17 @@ export function trackState<T>(root: T, onChange: () => void): T {
   const cache = new WeakMap<object, object>();
   const handler: ProxyHandler<object> = {
     get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver);
-      if (value === null || typeof value !== "object" || typeof prop === "symbol") return value;
+      const found = Reflect.get(target, prop, receiver);
+      if (found === null || typeof found !== "object" || typeof prop === "symbol") return found;
+      const value = proxyTargets.get(found) ?? found;
+      // Only JSON containers are tracked: a Date or Map keeps its methods (its save fails, naming the
+      // path), and a frozen property must read as itself (a Proxy invariant).
+      if (!Array.isArray(value) && !isPlainObject(value)) return found;
+      const own = Reflect.getOwnPropertyDescriptor(target, prop);
+      if (own && !own.configurable && !own.writable) return found;
+      // A proxy stored in the data (`c.state = { ...c.state }` copies them) is swapped for its raw
+      // object, so proxies never wrap proxies and each change is counted once.
+      if (value !== found) Reflect.set(target, prop, value);
       const cached = cache.get(value);
       if (cached) return cached;
       const proxy = new Proxy(value as object, handler);

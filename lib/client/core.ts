@@ -1,10 +1,11 @@
 import type { ActorQuery } from "../registry/query";
-import { normalizePath } from "../protocol";
+import { INTERNAL_HEADER_PREFIX, normalizePath } from "../protocol";
 
 /** How a client reaches actors: over HTTP (createClient) or in process (createServerClient). */
 export interface Transport {
   fetch(query: ActorQuery, params: unknown, path: string, base: Request | undefined, init: RequestInit | undefined): Promise<Response>;
   resolve(query: ActorQuery, params: unknown): Promise<string>;
+  websocket(query: ActorQuery, params: unknown, path: string, protocols: string[]): Promise<WebSocket>;
 }
 
 export type ActorKey = string | string[];
@@ -24,6 +25,11 @@ export interface ActorHandle {
   fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
   /** The actor's id; rejects with code `actor_not_found` when no actor matches. */
   resolve(): Promise<string>;
+  /**
+   * Opens a WebSocket to the actor's onWebSocket. Resolves at once with a socket that may still be
+   * CONNECTING; a refusal closes it with the code of SPEC §5 and reason = the error code.
+   */
+  websocket(path?: string, protocols?: string | string[]): Promise<WebSocket>;
 }
 
 export interface ActorAccessor {
@@ -48,8 +54,40 @@ function toKey(key: ActorKey | undefined): string[] {
   return typeof key === "string" ? [key] : key;
 }
 
+const BODYLESS = new Set(["GET", "HEAD"]);
+
+/**
+ * What `fetch(request, init)` would send, for both transports: init's method, headers, body and
+ * signal win over the Request's (init.headers replaces, as in `new Request(request, init)`), and a
+ * Request's body is dropped when the method becomes GET or HEAD. X-RivetKit-* headers are the
+ * transport's own, so a caller's are removed.
+ */
+export function mergeInit(base: Request | undefined, init: RequestInit = {}): RequestInit & { method: string; headers: Headers } {
+  const method = (init.method ?? base?.method ?? "GET").toUpperCase();
+  const headers = new Headers(init.headers ?? base?.headers);
+  for (const name of [...headers.keys()]) {
+    if (name.startsWith(INTERNAL_HEADER_PREFIX)) headers.delete(name);
+  }
+  let body = init.body;
+  if (body === undefined && base?.body && !BODYLESS.has(method)) body = base.body;
+  const merged: RequestInit & { method: string; headers: Headers; duplex?: "half" } = {
+    ...init,
+    method,
+    headers,
+    body,
+    signal: init.signal ?? base?.signal,
+  };
+  // Node's fetch and Request insist on this for a stream body.
+  if (typeof ReadableStream !== "undefined" && body instanceof ReadableStream) merged.duplex = "half";
+  return merged;
+}
+
 function splitInput(input: string | URL | Request): { path: string; base: Request | undefined } {
-  if (typeof input === "string") return { path: normalizePath(input), base: undefined };
+  if (typeof input === "string") {
+    // A fragment never reaches a server; the in-process transport must not see it either.
+    const hash = input.indexOf("#");
+    return { path: normalizePath(hash === -1 ? input : input.slice(0, hash)), base: undefined };
+  }
   if (input instanceof URL) return { path: normalizePath(input.pathname + input.search), base: undefined };
   if (typeof Request !== "undefined" && input instanceof Request) {
     const url = new URL(input.url);
@@ -60,12 +98,16 @@ function splitInput(input: string | URL | Request): { path: string; base: Reques
 
 function handle(transport: Transport, query: ActorQuery, params: unknown): ActorHandle {
   return {
-    fetch(input, init) {
+    // async: a bad input rejects, as fetch does, instead of throwing.
+    async fetch(input, init) {
       const { path, base } = splitInput(input);
       return transport.fetch(query, params, path, base, init);
     },
     resolve() {
       return transport.resolve(query, params);
+    },
+    async websocket(path = "/", protocols = []) {
+      return transport.websocket(query, params, normalizePath(path), typeof protocols === "string" ? [protocols] : [...protocols]);
     },
   };
 }

@@ -1,49 +1,59 @@
 import { errorFromResponse } from "../errors";
-import { HEADER_CONN_PARAMS, HEADER_QUERY, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
-import { buildClient, type Client, type Transport } from "./core";
+import { HEADER_CONN_PARAMS, HEADER_QUERY, headerJson, RAW_HTTP_PATH, RAW_WEBSOCKET_PATH, RESOLVE_PATH } from "../protocol";
+import { buildClient, mergeInit, type Client, type Transport } from "./core";
 
 export interface ClientOptions {
   /** The fetch to use; defaults to the global one. */
   fetch?: typeof fetch;
 }
 
-const BODYLESS = new Set(["GET", "HEAD"]);
-
 /** A client for actors behind `actorMiddleware`, mounted at `endpoint` (e.g. "http://host:3000/registry"). */
 export function createClient<R = unknown>(endpoint: string, options: ClientOptions = {}): Client<R> {
   const base = endpoint.replace(/\/+$/, "");
   const doFetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
 
-  const routerHeaders = (query: unknown, params: unknown, from?: HeadersInit) => {
-    const headers = new Headers(from);
-    headers.set(HEADER_QUERY, JSON.stringify(query));
-    if (params !== undefined) headers.set(HEADER_CONN_PARAMS, JSON.stringify(params));
+  const setRouterHeaders = (headers: Headers, query: unknown, params: unknown) => {
+    headers.set(HEADER_QUERY, headerJson(query));
+    if (params !== undefined) headers.set(HEADER_CONN_PARAMS, headerJson(params));
     return headers;
   };
 
   const transport: Transport = {
-    async fetch(query, params, path, request, init = {}) {
-      const method = (init.method ?? request?.method ?? "GET").toUpperCase();
-      // As with `new Request(request, init)`, init.headers replaces the request's headers.
-      const headers = routerHeaders(query, params, init.headers ?? request?.headers);
-      let body = init.body;
-      if (body === undefined && request && request.body && !BODYLESS.has(method)) body = await request.arrayBuffer();
-      const fetchInit: RequestInit & { duplex?: "half" } = {
-        ...init,
-        method,
-        headers,
-        body,
-        signal: init.signal ?? request?.signal,
-      };
-      if (typeof ReadableStream !== "undefined" && body instanceof ReadableStream) fetchInit.duplex = "half";
-      return doFetch(base + RAW_HTTP_PATH + path, fetchInit);
+    async fetch(query, params, path, request, init) {
+      const merged = mergeInit(request, init);
+      setRouterHeaders(merged.headers, query, params);
+      // A Request's body is buffered: browsers cannot stream an upload over HTTP/1.1.
+      if (request?.body && merged.body === request.body) merged.body = await request.arrayBuffer();
+      return doFetch(base + RAW_HTTP_PATH + path, merged);
     },
     async resolve(query, params) {
-      const response = await doFetch(base + RESOLVE_PATH, { method: "POST", headers: routerHeaders(query, params) });
+      const headers = setRouterHeaders(new Headers(), query, params);
+      const response = await doFetch(base + RESOLVE_PATH, { method: "POST", headers });
       if (!response.ok) throw await errorFromResponse(response);
       const { actorId } = (await response.json()) as { actorId: string };
       return actorId;
     },
+    async websocket(query, params, path, protocols) {
+      const WebSocketImpl = await platformWebSocket();
+      const entries = ["rivetkit", "query." + protocolJson(query)];
+      if (params !== undefined) entries.push("conn_params." + protocolJson(params));
+      entries.push("encoding.json", ...protocols);
+      const socket = new WebSocketImpl(base.replace(/^http/, "ws") + RAW_WEBSOCKET_PATH + path, entries);
+      socket.binaryType = "blob";
+      return socket;
+    },
   };
   return buildClient(transport) as Client<R>;
+}
+
+/** A protocol entry must be an HTTP token: encodeURIComponent leaves "(" and ")", which are not. */
+function protocolJson(value: unknown): string {
+  return encodeURIComponent(JSON.stringify(value)).replace(/\(/g, "%28").replace(/\)/g, "%29");
+}
+
+/** The platform's WebSocket; on Node 20, which has none, the `ws` package (kept out of browser bundles). */
+async function platformWebSocket(): Promise<typeof WebSocket> {
+  if (typeof globalThis.WebSocket === "function") return globalThis.WebSocket;
+  const ws = await import("ws");
+  return ws.WebSocket as unknown as typeof WebSocket;
 }

@@ -1,9 +1,11 @@
-import { errorResponse, errors } from "../errors";
+import { ActorError, errorResponse, errors } from "../errors";
+import { log } from "../log";
 import type { RegistryCore } from "../registry/core";
-import { INTERNAL_HEADER_PREFIX } from "../protocol";
 import { parseQuery } from "../registry/query";
 import type { ActorInstance } from "../actor/instance";
-import { buildClient, type Transport } from "./core";
+import { buildClient, mergeInit, type Transport } from "./core";
+import { socketPair } from "../websocket/pair";
+import { runActorSocket, type WebSocketTarget } from "../websocket/serve";
 
 const ORIGIN = "http://actor";
 
@@ -11,8 +13,9 @@ const ORIGIN = "http://actor";
 export function createServerClient(core: RegistryCore) {
   const transport: Transport = {
     async fetch(query, params, path, base, init) {
+      // Outside the try: a bad init rejects with fetch's TypeError instead of becoming a 500.
+      const request = new Request(ORIGIN + path, mergeInit(base, init));
       try {
-        const request = buildRequest(path, base, init);
         const { instance } = await core.enter(parseQuery(query), {
           request,
           params,
@@ -26,36 +29,81 @@ export function createServerClient(core: RegistryCore) {
           instance.release();
           throw err;
         }
-        return releaseWhenConsumed(response, instance);
+        if (request.method === "HEAD") {
+          // As over HTTP: a HEAD response carries no body.
+          response.body?.cancel().catch(() => {});
+          instance.release();
+          return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
+        }
+        return await settleBody(response, instance);
       } catch (err) {
         return errorResponse(err);
       }
     },
     async resolve(query) {
-      const parsed = parseQuery(query);
-      if (core.shuttingDown) throw errors.shuttingDown();
-      core.definition(parsed.name);
-      return (await core.resolve(parsed)).actorId;
+      try {
+        const parsed = parseQuery(query);
+        if (core.shuttingDown) throw errors.shuttingDown();
+        core.definition(parsed.name);
+        return (await core.resolve(parsed)).actorId;
+      } catch (err) {
+        // As over HTTP: only library errors are shown; anything else (a store failure) is logged.
+        if (err instanceof ActorError) throw err;
+        log.error("resolving an actor failed:", err);
+        throw errors.internal();
+      }
+    },
+    async websocket(query, params, path, protocols) {
+      const request = new Request(ORIGIN + path, {
+        headers: protocols.length > 0 ? { "sec-websocket-protocol": protocols.join(", ") } : {},
+      });
+      const { client, server, serverDriver } = socketPair("ws://actor" + path, protocols[0] ?? "");
+      let target: WebSocketTarget | ActorError;
+      try {
+        target = { query: parseQuery(query), params, path, skipAuth: true };
+      } catch (err) {
+        target = err instanceof ActorError ? err : errors.internal();
+      }
+      void runActorSocket(core, server, serverDriver, request, target);
+      return client as unknown as WebSocket;
     },
   };
   return buildClient(transport);
 }
 
-function buildRequest(path: string, base: Request | undefined, init: RequestInit | undefined): Request {
-  const request = new Request(ORIGIN + path, base ? new Request(base, init) : init);
-  for (const name of [...request.headers.keys()]) {
-    if (name.startsWith(INTERNAL_HEADER_PREFIX)) request.headers.delete(name);
-  }
-  return request;
-}
+const PENDING = Symbol("pending");
+/** Reads that settle before the next macrotask count as "already there", as in http/response.ts. */
+const EAGER_READS = 4;
+const nextMacrotask = () => new Promise<typeof PENDING>((resolve) => setImmediate(resolve, PENDING));
 
-/** The actor stays busy (awake) until the caller has read or cancelled a streamed body. */
-function releaseWhenConsumed(response: Response, instance: ActorInstance): Response {
+/**
+ * A body the actor has already finished (Response.json, a string) is buffered here, so the actor is
+ * free at once even if the caller never reads it. A body still being produced keeps the actor busy
+ * (awake) until the caller has read or cancelled it.
+ */
+async function settleBody(response: Response, instance: ActorInstance): Promise<Response> {
+  const init = { status: response.status, statusText: response.statusText, headers: response.headers };
   if (!response.body) {
     instance.release();
     return response;
   }
   const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  try {
+    for (let i = 0; i < EAGER_READS && !pending; i++) {
+      const read = reader.read();
+      const result = await Promise.race([read, nextMacrotask()]);
+      if (result === PENDING) pending = read;
+      else if (result.done) {
+        instance.release();
+        return new Response(concat(chunks), init);
+      } else chunks.push(result.value);
+    }
+  } catch (err) {
+    instance.release();
+    throw err;
+  }
   let released = false;
   const release = () => {
     if (!released) {
@@ -65,8 +113,14 @@ function releaseWhenConsumed(response: Response, instance: ActorInstance): Respo
   };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      const buffered = chunks.shift();
+      if (buffered) {
+        controller.enqueue(buffered);
+        return;
+      }
       try {
-        const { done, value } = await reader.read();
+        const { done, value } = await (pending ?? reader.read());
+        pending = undefined;
         if (done) {
           release();
           controller.close();
@@ -81,5 +135,15 @@ function releaseWhenConsumed(response: Response, instance: ActorInstance): Respo
       return reader.cancel(reason);
     },
   });
-  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  return new Response(body, init);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(chunks.reduce((total, chunk) => total + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }

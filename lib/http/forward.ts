@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ActorDefinition } from "../actor/definition";
 import { errors } from "../errors";
 import { parseQuery } from "../registry/query";
 import { coreOf, type Registry } from "../registry/setup";
@@ -8,9 +9,9 @@ import { serveFetch, splitHeaders } from "./serve";
 
 type Req = IncomingMessage & { url: string };
 
-export interface ForwardOptions<R extends Req = any> {
+export interface ForwardOptions<R extends Req = any, Name extends string = string> {
   /** The actor name, as given to setup({ use }). */
-  name: string;
+  name: Name;
   /** The actor key for this request. */
   key: (req: R) => string | string[];
   /** The path (and query string) the actor sees; default `req.url`. */
@@ -27,10 +28,17 @@ export interface ForwardOptions<R extends Req = any> {
 type Next = (err?: unknown) => void;
 
 /** An Express handler that hands the request to the actor (name, key) — get-or-create — and its onFetch. */
-export function forwardToActor<R extends Req = any>(registry: Registry<any>, options: ForwardOptions<R>) {
+export function forwardToActor<R extends Req = any, Use extends Record<string, ActorDefinition> = Record<string, ActorDefinition>>(
+  registry: Registry<Use>,
+  options: ForwardOptions<R, keyof Use & string>,
+) {
   const core = coreOf(registry);
   if (!options || typeof options.name !== "string" || typeof options.key !== "function") {
     throw new TypeError("forwardToActor(): `name` (string) and `key` (function) are required");
+  }
+  // A misspelled name fails at startup rather than as a 404 on every request.
+  if (!Object.prototype.hasOwnProperty.call(core.definitions, options.name)) {
+    throw new TypeError(`forwardToActor(): the registry has no actor named "${options.name}"`);
   }
   const http = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
   const skipAuth = options.auth === "skip";

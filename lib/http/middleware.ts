@@ -5,15 +5,23 @@ import { HEALTH_PATH, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
 import { actorUrl, originOf } from "./request";
 import { sendError } from "./response";
 import { readRouterHeaders, serveFetch, splitHeaders, type HttpOptions } from "./serve";
+import { routeWebSocket } from "../websocket/route";
+import { createCors, type CorsOptions } from "./cors";
+import { watchServers } from "../websocket/upgrade";
 
 export interface ActorMiddlewareOptions {
   /** Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB. */
   maxBodySize?: number;
+  /** Largest WebSocket message accepted, in bytes; a larger frame closes the socket with 1009. Default 1 MiB. */
+  maxWebSocketMessageSize?: number;
+  /** CORS for pages on another origin; off by default. Preflights are answered here, not by onFetch. */
+  cors?: CorsOptions;
 }
 
 type Next = (err?: unknown) => void;
 
 export const DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE = 1024 * 1024;
 
 /**
  * The router of SPEC §2 as Express middleware: mount it with `app.use(path, actorMiddleware(registry))`.
@@ -22,13 +30,21 @@ export const DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024;
 export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewareOptions = {}) {
   const core = coreOf(registry);
   const http: HttpOptions = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
+  const websocket = { maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE };
+  const cors = createCors(options.cors);
+  watchServers();
 
   return function expressActors(req: IncomingMessage, res: ServerResponse, next: Next) {
     const url = stripOrigin(req.url ?? "/");
     const search = url.indexOf("?");
     const pathname = search === -1 ? url : url.slice(0, search);
 
-    if (isUnder(pathname, RAW_HTTP_PATH)) {
+    if (routeWebSocket(core, req, res, next, pathname, websocket)) return;
+
+    const raw = isUnder(pathname, RAW_HTTP_PATH);
+    if (cors && (raw || pathname === RESOLVE_PATH || pathname === HEALTH_PATH) && cors(req, res)) return;
+
+    if (raw) {
       let target;
       let headers;
       try {

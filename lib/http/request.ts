@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
+import { log } from "../log";
 import { HEADER_CONN_PARAMS, HEADER_ENCODING, HEADER_QUERY, HEADER_QUERY_ALIAS, INTERNAL_HEADER_PREFIX } from "../protocol";
 
 /** The X-RivetKit-* headers of a request, read in the same pass that copies the others. */
@@ -36,7 +37,7 @@ export function copyHeaders(raw: string[], rivet: RouterHeaders): Headers {
   const headers = new Headers();
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
-    if (name.length > 11 && (name.charCodeAt(0) | 32) === 120 /* x */) {
+    if (name.length >= INTERNAL_HEADER_PREFIX.length && (name.charCodeAt(0) | 32) === 120 /* x */) {
       const lower = name.toLowerCase();
       if (lower.startsWith(INTERNAL_HEADER_PREFIX)) {
         const value = raw[i + 1];
@@ -59,7 +60,9 @@ export function copyHeaders(raw: string[], rivet: RouterHeaders): Headers {
 
 /** The incoming origin, trusting X-Forwarded-* exactly as far as the app's `trust proxy` setting does. */
 export function originOf(req: ExpressLikeRequest): string {
-  const protocol = req.protocol === "https" ? "https" : req.protocol === "http" ? "http" : defaultProtocol(req);
+  // Express passes X-Forwarded-Proto on as sent, case included.
+  const claimed = req.protocol?.toLowerCase();
+  const protocol = claimed === "https" || claimed === "http" ? claimed : defaultProtocol(req);
   let host = req.headers.host;
   const forwarded = req.headers["x-forwarded-host"];
   if (typeof forwarded === "string" && forwarded !== "") {
@@ -75,10 +78,13 @@ function defaultProtocol(req: IncomingMessage): string {
   return (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
 }
 
+const isSlash = (code: number) => code === 47 /* / */ || code === 92 /* \ */;
+
 /** origin + path + search, with exactly one leading slash and no fragment (SPEC §2). */
 export function actorUrl(origin: string, pathAndSearch: string): string {
+  // The URL parser reads `\` as `/` in http(s) paths, so `/\evil.com` would name another host.
   let start = 0;
-  while (pathAndSearch.charCodeAt(start) === 47 /* / */) start++;
+  while (isSlash(pathAndSearch.charCodeAt(start))) start++;
   let rest = pathAndSearch.slice(start);
   if (rest.includes("#")) rest = rest.replace(/#/g, "%23");
   try {
@@ -97,21 +103,21 @@ export function buildRequest(
   maxBodySize: number,
 ): BuiltRequest {
   const method = req.method ?? "GET";
-  const controller = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) controller.abort(new DOMException("The client went away", "AbortError"));
-  };
-  res.once("close", onClose);
-
   let body: BodyInit | null = null;
   let source: BodySource | undefined;
   if (!BODYLESS.has(method)) {
-    if (bodyWasConsumed(req)) body = rebuildBody(req, headers);
+    if (bodyWasConsumed(req)) body = rebuildBody(req, headers, maxBodySize);
     else if (hasBody(req)) {
       source = new BodySource(req, maxBodySize);
       body = source.stream;
     }
   }
+
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new DOMException("The client went away", "AbortError"));
+  };
+  res.once("close", onClose);
 
   let request: Request;
   try {
@@ -144,27 +150,44 @@ function bodyWasConsumed(req: ExpressLikeRequest): boolean {
   return req._body === true || req.readableEnded;
 }
 
-/** A body some middleware already read, rebuilt from what it left behind. */
-function rebuildBody(req: ExpressLikeRequest, headers: Headers): BodyInit | null {
+/** A body some middleware already read, rebuilt from what it left behind; still bound by maxBodySize. */
+function rebuildBody(req: ExpressLikeRequest, headers: Headers, limit: number): BodyInit {
   const source = req.rawBody ?? req.body;
   let bytes: Uint8Array | string;
   if (Buffer.isBuffer(source) || source instanceof Uint8Array) bytes = source;
   else if (typeof source === "string") bytes = source;
   else if (source !== null && typeof source === "object") {
     const type = headers.get("content-type") ?? "";
-    bytes = type.includes("application/x-www-form-urlencoded") && isFlatStrings(source)
-      ? new URLSearchParams(source as Record<string, string>).toString()
-      : JSON.stringify(source);
-  } else bytes = "";
+    bytes = type.includes("application/x-www-form-urlencoded") ? formEncode(source) : JSON.stringify(source);
+  } else {
+    log.warn("a middleware read the request body and left no req.body; the actor gets an empty body");
+    bytes = "";
+  }
   // The parser may have inflated gzip and de-chunked: describe the body we hand on, not the wire one.
   headers.delete("content-encoding");
   headers.delete("transfer-encoding");
-  headers.set("content-length", String(typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.byteLength));
+  const length = typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.byteLength;
+  if (length > limit) throw errors.payloadTooLarge(limit);
+  headers.set("content-length", String(length));
   return bytes as BodyInit;
 }
 
-function isFlatStrings(value: object): boolean {
-  return Object.values(value).every((v) => typeof v === "string");
+/** Parsed form fields back to a form body: repeated keys for arrays, qs-style brackets for nesting. */
+function formEncode(fields: object): string {
+  const params = new URLSearchParams();
+  const add = (key: string, value: unknown, nested: boolean) => {
+    if (Array.isArray(value)) {
+      value.forEach((item, i) => add(isObject(item) ? `${key}[${i}]` : nested ? `${key}[]` : key, item, true));
+    } else if (isObject(value)) {
+      for (const [name, item] of Object.entries(value)) add(`${key}[${name}]`, item, true);
+    } else if (value !== undefined) params.append(key, value === null ? "" : String(value));
+  };
+  for (const [name, value] of Object.entries(fields)) add(name, value, false);
+  return params.toString();
+}
+
+function isObject(value: unknown): value is object {
+  return value !== null && typeof value === "object";
 }
 
 /** The request body as a byte stream that pauses the socket when the reader falls behind. */

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { isUint8Array } from "node:util/types";
 import { ActorError, publicError } from "../errors";
 import { log } from "../log";
 
@@ -10,6 +11,7 @@ const STATUS_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** Reads that settle before the next macrotask count as "already there" (a known-length body). */
 const EAGER_READS = 4;
 const noop = () => {};
+const FETCH_DECODES = new Set(["gzip", "x-gzip", "deflate", "br"]);
 
 /** Writes a library error as the JSON body of SPEC §5; anything unexpected is logged, never shown. */
 export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}) {
@@ -66,7 +68,7 @@ export async function sendResponse(req: IncomingMessage, res: Res, response: Res
         complete = true;
         break;
       }
-      chunks.push(result.value);
+      chunks.push(checkChunk(result.value));
     }
   } catch (err) {
     log.error("the response body failed before anything was sent:", err);
@@ -121,7 +123,7 @@ async function pump(res: Res, reader: ReadableStreamDefaultReader<Uint8Array>, f
         res.end();
         return;
       }
-      const ok = res.write(value);
+      const ok = res.write(checkChunk(value));
       res.flush?.();
       if (!ok) await drainOrClose(res);
       if (gone) return;
@@ -149,6 +151,12 @@ function drainOrClose(res: Res): Promise<void> {
   });
 }
 
+/** A Response body must yield bytes, as fetch() requires; anything else would corrupt the wire. */
+function checkChunk(chunk: unknown): Uint8Array {
+  if (isUint8Array(chunk)) return chunk;
+  throw new TypeError(`the response body stream yielded ${typeof chunk === "string" ? "a string" : typeof chunk}, not a Uint8Array (encode text with TextEncoder)`);
+}
+
 function nextMacrotask(): Promise<typeof PENDING> {
   return new Promise((resolve) => setImmediate(resolve, PENDING));
 }
@@ -162,8 +170,11 @@ function byteLength(chunks: Uint8Array[]): number {
 /** A header object Node accepts as is; Set-Cookie stays a list and adds to cookies set by earlier middleware. */
 function headersFor(response: Response, res: ServerResponse): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  const decoded = decodedByFetch(response);
   response.headers.forEach((value, name) => {
-    if (name !== "set-cookie") out[name] = value;
+    if (name === "set-cookie") return;
+    if (decoded && (name === "content-encoding" || name === "content-length")) return;
+    out[name] = value;
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) {
@@ -171,6 +182,17 @@ function headersFor(response: Response, res: ServerResponse): Record<string, str
     out["set-cookie"] = earlier === undefined ? cookies : [...([] as unknown[]).concat(earlier).map(String), ...cookies];
   }
   return out;
+}
+
+/**
+ * fetch() hands back the body already decoded but keeps the upstream's content-encoding and
+ * content-length; passed on as is, a client would try to inflate plain bytes. Mirrors which
+ * codings undici decodes (all of them known, else none).
+ */
+function decodedByFetch(response: Response): boolean {
+  if (response.type === "default" || !response.body) return false;
+  const coding = response.headers.get("content-encoding");
+  return coding !== null && coding.toLowerCase().split(",").every((c) => FETCH_DECODES.has(c.trim()));
 }
 
 function writeHead(res: Res, status: number, statusText: string, headers: Record<string, string | string[]>) {

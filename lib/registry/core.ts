@@ -168,7 +168,7 @@ export class RegistryCore implements InstanceHost {
     while ([...this.instances.values()].some((i) => i.busy) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    await Promise.allSettled([...this.instances.values()].map((i) => i.stop("shutdown")));
+    await Promise.allSettled([...this.instances.values()].map((i) => i.stop("shutdown", deadline)));
     try {
       await this.store.close?.();
     } catch (err) {
@@ -179,6 +179,17 @@ export class RegistryCore implements InstanceHost {
 
 function newMeta(query: ParsedQuery): ActorMeta {
   const meta: ActorMeta = { actorId: randomUUID(), name: query.name, key: query.key, createdAt: Date.now() };
-  if (query.input !== undefined) meta.input = query.input;
+  if (query.input !== undefined) meta.input = jsonCopy(query.input);
   return meta;
+}
+
+/** The input as an HTTP client would send it, so an in-process caller never shares objects with the actor. */
+function jsonCopy(value: unknown): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    throw errors.invalidQuery("The actor input is not JSON data");
+  }
+  return text === undefined ? undefined : JSON.parse(text);
 }

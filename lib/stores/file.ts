@@ -18,7 +18,14 @@ export function fileStore(options: FileStoreOptions): StateStore {
   const dirs = { meta: path.join(root, "actors"), state: path.join(root, "state"), keys: path.join(root, "keys") };
   let ready: Promise<void> | undefined;
   const ensureDirs = () =>
-    (ready ??= Promise.all(Object.values(dirs).map((d) => fs.mkdir(d, { recursive: true }))).then(() => {}));
+    (ready ??= Promise.all(Object.values(dirs).map((d) => fs.mkdir(d, { recursive: true }))).then(
+      () => {},
+      (err) => {
+        // Not cached, so a later call tries again once the directory can be made.
+        ready = undefined;
+        throw err;
+      },
+    ));
 
   const keyFile = (name: string, key: string[]) =>
     path.join(dirs.keys, createHash("sha256").update(keyId(name, key)).digest("hex") + ".json");

@@ -5,7 +5,9 @@ export function memoryStore(): StateStore {
   const byKey = new Map<string, ActorMeta>();
   const byId = new Map<string, ActorMeta>();
   const states = new Map<string, string>();
-  const copy = (meta: ActorMeta | undefined) => (meta ? { ...meta, key: [...meta.key] } : undefined);
+  // JSON copies, exactly what a serializing store such as fileStore hands back: callers never share
+  // the key or input objects, and no object of another realm (structuredClone under Jest) slips in.
+  const copy = (meta: ActorMeta | undefined): ActorMeta | undefined => (meta ? JSON.parse(JSON.stringify(meta)) : undefined);
 
   return {
     async createIfAbsent(meta) {

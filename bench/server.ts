@@ -1,0 +1,56 @@
+// The server side of the HTTP and WebSocket cases, in its own process (pinned to its own core by
+// run.ts) so the load generator never competes with it. Usage: server.ts memory|file
+import { mkdtempSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import express from "express";
+import expressWs from "express-ws";
+import { actor, actorMiddleware, fileStore, forwardToActor, memoryStore, setup } from "express-actors";
+import { sendToRunner } from "./common";
+
+const payload = { hello: "world", n: 1 };
+
+let storeDir: string | undefined;
+if (process.argv[2] === "file") {
+  storeDir = mkdtempSync(path.join(os.tmpdir(), "express-actors-bench-"));
+  process.on("exit", () => rmSync(storeDir!, { recursive: true, force: true }));
+}
+
+const registry = setup({
+  use: {
+    hello: actor({ onAuth: () => null, onFetch: () => Response.json(payload) }),
+    counter: actor({
+      state: { count: 0 },
+      onAuth: () => null,
+      onFetch: (c) => Response.json({ count: ++c.state.count }),
+    }),
+    echo: actor({
+      onAuth: () => null,
+      onWebSocket: (_c, websocket) => {
+        websocket.addEventListener("message", (e) => websocket.send(e.data));
+      },
+    }),
+  },
+  store: storeDir ? fileStore({ dir: storeDir }) : memoryStore(),
+});
+const client = registry.createServerClient();
+
+const { app } = expressWs(express());
+app.get("/plain", (_req, res) => {
+  res.json(payload);
+});
+app.get("/forward", forwardToActor(registry, { name: "hello", key: () => ["a"], path: () => "/" }));
+app.get("/server-client", async (_req, res) => {
+  const response = await client.hello.getOrCreate(["a"]).fetch("/");
+  res.status(response.status).type(response.headers.get("content-type") ?? "text/plain").send(await response.text());
+});
+// Text stays text: ws hands the listener a Buffer, which it would otherwise send back as binary.
+app.ws("/echo", (ws) => ws.on("message", (m, isBinary) => ws.send(m, { binary: isBinary })));
+app.use("/registry", actorMiddleware(registry));
+
+const server = app.listen(0, "127.0.0.1", () => {
+  void sendToRunner({ type: "ready", port: (server.address() as AddressInfo).port });
+});
+// process.exit (not a signal) so that `--cpu-prof` still writes its profile.
+process.on("disconnect", () => process.exit(0));

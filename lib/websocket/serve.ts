@@ -1,0 +1,172 @@
+import type { IncomingMessage } from "node:http";
+import type { WebSocket as WsSocket } from "ws";
+import { ActorError, publicError } from "../errors";
+import { log, type Logger } from "../log";
+import type { SocketDriver, W3CWebSocket } from "./socket";
+import type { RegistryCore } from "../registry/core";
+import type { ParsedQuery } from "../registry/query";
+import { actorUrl, originOf } from "../http/request";
+import { isTransportEntry, parseProtocols, releaseUpgrade, selectableProtocols, upgradeInfo } from "./upgrade";
+import { adaptWs } from "./ws-adapter";
+import type { RouterHeaders } from "../http/request";
+
+export interface WebSocketTarget {
+  query: ParsedQuery;
+  params: unknown;
+  path: string;
+  skipAuth: boolean;
+}
+
+export interface WebSocketOptions {
+  maxMessageSize: number;
+}
+
+const MAX_REASON_BYTES = 123;
+const noop = () => {};
+
+/** The close code and reason of SPEC §5 for anything thrown while setting up or running a socket. */
+export function closeFor(err: unknown): { code: number; reason: string } {
+  const { status, body } = publicError(err);
+  if (status === 413) return { code: 1009, reason: "message_too_big" };
+  if (body.code === "shutting_down") return { code: 1001, reason: "shutting_down" };
+  const code = status >= 400 && status < 500 && [400, 401, 403, 404, 409].includes(status) ? 4000 + status : 1011;
+  return { code, reason: truncate(body.code) };
+}
+
+function truncate(reason: string): string {
+  let text = reason;
+  while (Buffer.byteLength(text) > MAX_REASON_BYTES) text = text.slice(0, -1);
+  return text;
+}
+
+/** Reads the query, conn params and encoding from `Sec-WebSocket-Protocol` entries into `rivet`. */
+export function readProtocolEntries(protocols: string[], rivet: RouterHeaders) {
+  for (const entry of protocols) {
+    const dot = entry.indexOf(".");
+    if (dot === -1 || !isTransportEntry(entry)) continue;
+    const kind = entry.slice(0, dot);
+    let value: string;
+    try {
+      value = decodeURIComponent(entry.slice(dot + 1));
+    } catch {
+      value = "\u0000";
+    }
+    if (kind === "query") rivet.query = value;
+    else if (kind === "conn_params") rivet.params = value;
+    else rivet.encoding = value;
+  }
+}
+
+/** The original offer: from our upgrade hook when it ran, else the header as ws saw it. */
+export function offeredProtocols(req: IncomingMessage): string[] {
+  return upgradeInfo(req)?.protocols ?? parseProtocols(req.headers["sec-websocket-protocol"] as string | undefined);
+}
+
+/** The actor's view of the upgrade request's protocols: never the query or conn params entries. */
+export function filterProtocolHeader(headers: Headers, offered: string[]) {
+  const visible = selectableProtocols(offered);
+  if (visible.length > 0) headers.set("sec-websocket-protocol", visible.join(", "));
+  else headers.delete("sec-websocket-protocol");
+}
+
+/** Runs an accepted `ws` socket through onAuth and the actor's onWebSocket; refusals close with SPEC §5 codes. */
+export async function serveWebSocket(
+  core: RegistryCore,
+  ws: WsSocket,
+  req: IncomingMessage,
+  headers: Headers,
+  target: WebSocketTarget | ActorError,
+  options: WebSocketOptions,
+): Promise<void> {
+  let url: string;
+  try {
+    url = actorUrl(originOf(req), target instanceof ActorError ? "/" : target.path);
+  } catch (err) {
+    refuse(ws, req, err);
+    return;
+  }
+  if (target instanceof ActorError) {
+    refuse(ws, req, target);
+    return;
+  }
+  const logger: { current: Logger } = { current: log };
+  const { socket, driver } = adaptWs(ws, req, {
+    url: url.replace(/^http/, "ws"),
+    maxMessageSize: options.maxMessageSize,
+    onListenerError: (err) => logger.current.error("a WebSocket listener threw:", err),
+  });
+  await runActorSocket(core, socket, driver, new Request(url, { headers }), target, logger);
+}
+
+/**
+ * The transport-independent part, shared with the in-process client: enter the actor, keep it awake
+ * while the socket lives, run onWebSocket, save, then dispatch `open` and any held events.
+ */
+export async function runActorSocket(
+  core: RegistryCore,
+  socket: W3CWebSocket,
+  driver: SocketDriver,
+  request: Request,
+  target: WebSocketTarget | ActorError,
+  logger: { current: Logger } = { current: log },
+): Promise<void> {
+  if (target instanceof ActorError) {
+    const { code, reason } = closeFor(target);
+    driver.fail(code, reason);
+    return;
+  }
+  let entered;
+  try {
+    entered = await core.enter(target.query, { request, params: target.params, intent: "websocket", skipAuth: target.skipAuth });
+  } catch (err) {
+    const { code, reason } = closeFor(err);
+    driver.fail(code, reason);
+    return;
+  }
+  const { instance, auth } = entered;
+  // A shutdown that began while the actor was activating has already closed the sockets it knew of.
+  if (core.shuttingDown) {
+    instance.release();
+    driver.fail(1001, "shutting_down");
+    return;
+  }
+  logger.current = instance.log;
+  const shutdown = () => driver.fail(1001, "shutting_down");
+  core.closers.add(shutdown);
+  let released = false;
+  // Runs after every close listener (same dispatch), so changes they make are in this save.
+  const finish = () => {
+    if (released) return;
+    released = true;
+    core.closers.delete(shutdown);
+    queueMicrotask(() => {
+      instance.save().catch(noop);
+      instance.release();
+    });
+  };
+  socket.addEventListener("close", finish);
+
+  try {
+    await instance.config.onWebSocket!(instance.ctx, socket as unknown as WebSocket, { request, auth });
+  } catch (err) {
+    if (!(err instanceof ActorError)) instance.log.error("onWebSocket threw:", err);
+    const { code, reason } = closeFor(err);
+    driver.fail(code, reason);
+    driver.start();
+    return;
+  }
+  try {
+    await instance.save();
+  } catch {
+    driver.fail(1011, "state_save_failed");
+  }
+  driver.start();
+}
+
+function refuse(ws: WsSocket, req: IncomingMessage, err: unknown) {
+  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
+  ws.on("error", noop);
+  releaseUpgrade(req);
+  const { code, reason } = closeFor(err);
+  ws.close(code, reason);
+}

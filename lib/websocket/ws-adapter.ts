@@ -1,0 +1,57 @@
+import type { IncomingMessage } from "node:http";
+import type { WebSocket as WsSocket } from "ws";
+import { driverOf, W3CWebSocket, type SocketDriver } from "./socket";
+import { releaseUpgrade } from "./upgrade";
+
+export interface AdaptOptions {
+  url: string;
+  maxMessageSize: number;
+  onListenerError: (err: unknown) => void;
+}
+
+/** Private parts of ws 8 we rely on (pinned through package.json overrides; covered by tests). */
+interface WsReceiver {
+  _maxPayload?: number;
+  prependListener(event: "error", listener: (err: Error & { code?: string }) => void): void;
+}
+
+/**
+ * Wraps an accepted `ws` socket in the W3C surface. The socket is OPEN and holds its events until
+ * the driver's start(); a frame over maxMessageSize closes it with 1009 before it is buffered whole.
+ */
+export function adaptWs(ws: WsSocket, req: IncomingMessage, options: AdaptOptions): { socket: W3CWebSocket; driver: SocketDriver } {
+  const socket = new W3CWebSocket({
+    url: options.url,
+    binaryType: "arraybuffer",
+    open: { protocol: ws.protocol, extensions: ws.extensions },
+    onListenerError: options.onListenerError,
+    transport: {
+      send: (data, binary, done) => ws.send(data, { binary }, done),
+      close: (code, reason) => (code === undefined ? ws.close() : ws.close(code, reason)),
+    },
+  });
+  const driver = driverOf(socket);
+  ws.binaryType = "nodebuffer";
+  limitMessageSize(ws, options.maxMessageSize, driver);
+  ws.on("message", (data: Buffer, isBinary: boolean) => driver.message(data, isBinary));
+  ws.on("error", () => driver.error());
+  ws.on("close", (code: number, reason: Buffer) => driver.closed(code, reason.toString("utf8"), code !== 1006));
+  // The upgrade hook held the frames until now, so nothing arrived before these listeners.
+  releaseUpgrade(req);
+  return { socket, driver };
+}
+
+function limitMessageSize(ws: WsSocket, limit: number, driver: SocketDriver) {
+  const receiver = (ws as unknown as { _receiver?: WsReceiver })._receiver;
+  if (receiver && typeof receiver._maxPayload === "number") {
+    receiver._maxPayload = limit;
+    // ws closes with a bare 1009; our close frame goes first so the reason says why.
+    receiver.prependListener("error", (err) => {
+      if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") driver.fail(1009, "message_too_big");
+    });
+    return;
+  }
+  ws.on("message", (data: Buffer) => {
+    if (data.byteLength > limit) driver.fail(1009, "message_too_big");
+  });
+}
