@@ -10,7 +10,7 @@ import { RawConnection, eventually, header, rawRequest, sleep } from "./helpers/
 type Handler = (request: Request) => Response | Promise<Response>;
 
 /** What the actor saw, as JSON, so tests can assert on the W3C Request. */
-async function describeRequest(request: Request) {
+function describeRequest(request: Request) {
   return {
     url: request.url,
     method: request.method,
@@ -19,7 +19,7 @@ async function describeRequest(request: Request) {
   };
 }
 
-const echo: Handler = async (request) => Response.json(await describeRequest(request));
+const echo: Handler = (request) => Response.json(describeRequest(request));
 
 // Each test installs its own handler; tests in a file run one after another.
 let handler: Handler = echo;
@@ -127,7 +127,7 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
   async function seen(url: string, raw: string) {
     const res = await rawRequest(url, raw);
     expect(res.status).toBe(200);
-    return JSON.parse(res.body.toString()) as Awaited<ReturnType<typeof describeRequest>>;
+    return JSON.parse(res.body.toString()) as ReturnType<typeof describeRequest>;
   }
 
   describe("request.url (SPEC §2)", () => {
@@ -271,9 +271,9 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
     const methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "REPORT", "HEAD"];
 
     it.each(methods)("%s reaches onFetch with its method and a body only when allowed (R22, R23)", async (method) => {
-      let view: Awaited<ReturnType<typeof describeRequest>> | undefined;
+      let view: ReturnType<typeof describeRequest> | undefined;
       handler = async (req) => {
-        view = await describeRequest(req);
+        view = describeRequest(req);
         const text = req.body ? await req.text() : null;
         return Response.json({ text });
       };
@@ -334,7 +334,7 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       expect(res.body).toEqual({ length: size, hash: sha256(payload) });
       // The socket was paused while nobody read: most of the upload was still on the client side.
       expect(bytesReadWhileWaiting).toBeGreaterThan(0);
-      expect(bytesReadWhileWaiting).toBeLessThan(size / 2);
+      expect(bytesReadWhileWaiting).toBeLessThan(2 * 1024 * 1024);
     });
 
     it("receives a chunked upload whole (R30)", async () => {
@@ -447,7 +447,10 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
 
     it("express.raw() gives the exact bytes (R17)", async () => {
       const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-      handler = async (req) => Response.json({ hash: sha256(new Uint8Array(await req.arrayBuffer())), length: req.headers.get("content-length") });
+      handler = async (req) => {
+        const hash = sha256(new Uint8Array(await req.arrayBuffer()));
+        return Response.json({ hash, length: req.headers.get("content-length") });
+      };
       const res = await post("raw").set("Content-Type", "application/octet-stream").send(bytes).expect(200);
       expect(res.body).toEqual({ hash: sha256(bytes), length: "256" });
     });
@@ -467,7 +470,11 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       // Raw bytes: superagent would JSON-encode a Buffer sent as application/json.
       const res = await rawRequest(parsed.url, Buffer.concat([Buffer.from(head("POST", `${BASE}/json`, lines)), zipped]));
       expect(res.status).toBe(200);
-      expect(JSON.parse(res.body.toString())).toEqual({ body: JSON.parse(json), length: String(Buffer.byteLength(json)), encoding: null });
+      expect(JSON.parse(res.body.toString())).toEqual({
+        body: JSON.parse(json),
+        length: String(Buffer.byteLength(json)),
+        encoding: null,
+      });
     });
 
     it("express.urlencoded(), repeated keys included", async () => {
@@ -510,7 +517,8 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
 
   describe("maxBodySize", () => {
     it("answers 413 payload_too_large from Content-Length without calling the actor", async () => {
-      const res = await rawRequest(limited.url, head("POST", `${BASE}/big`, ["Host: h", "Content-Length: 2000"]) + "x".repeat(2000));
+      const raw = head("POST", `${BASE}/big`, ["Host: h", "Content-Length: 2000"]) + "x".repeat(2000);
+      const res = await rawRequest(limited.url, raw);
       expect(res.status).toBe(413);
       expect(header(res, "content-type")).toBe("application/json");
       expect(JSON.parse(res.body.toString()).code).toBe("payload_too_large");
@@ -553,6 +561,23 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       } finally {
         conn.close();
       }
+    });
+
+    it("cuts the connection when an echoed body goes over the limit after the response started", async () => {
+      const warn = jest.spyOn(console, "warn").mockImplementation(() => {});
+      handler = (req) => new Response(req.body);
+      const conn = await RawConnection.open(limited.url);
+      try {
+        conn.send(head("POST", `${BASE}/echo`, ["Host: h", "Transfer-Encoding: chunked"]) + `200\r\n${"e".repeat(512)}\r\n`);
+        await eventually(() => conn.received.includes("200 OK"));
+        conn.send(`800\r\n${"e".repeat(2048)}\r\n`);
+        await expect(conn.read()).rejects.toThrow("connection closed");
+        await eventually(() => warn.mock.calls.flat().join(" ").includes("exceeds the limit"));
+      } finally {
+        conn.close();
+        warn.mockRestore();
+      }
+      await expectAlive(limited.url);
     });
 
     it.each([

@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import { createGunzip, gzipSync } from "node:zlib";
 import compression from "compression";
 import request from "supertest";
-import { actor, actorMiddleware, setup } from "express-actors";
+import { UserError, actor, actorMiddleware, setup } from "express-actors";
 import { expressVersions, listen } from "./helpers/servers";
 import { RawConnection, eventually, header, headerAll, rawRequest, sleep, timedRequest } from "./helpers/raw-http";
 
@@ -279,7 +279,11 @@ describe.each(expressVersions)("response mapping on $label", ({ express }) => {
     it("lets compression() gzip a known-length body", async () => {
       const json = { rows: Array.from({ length: 500 }, (_, i) => ({ i, name: `row ${i}` })) };
       handler = () => Response.json(json);
-      const res = await request(zipped.url).get(`${BASE}/rows`).set("X-RivetKit-Actor-Query", QUERY).set("Accept-Encoding", "gzip").expect(200);
+      const res = await request(zipped.url)
+        .get(`${BASE}/rows`)
+        .set("X-RivetKit-Actor-Query", QUERY)
+        .set("Accept-Encoding", "gzip")
+        .expect(200);
       expect(res.headers["content-encoding"]).toBe("gzip");
       expect(res.body).toEqual(json);
     });
@@ -463,6 +467,20 @@ describe.each(expressVersions)("response mapping on $label", ({ express }) => {
         errors.restore();
       }
     });
+  });
+
+  it("answers a UserError raised by the body stream before its first byte like one from onFetch", async () => {
+    handler = () =>
+      new Response(
+        new ReadableStream({
+          pull() {
+            throw new UserError("no data for you", { code: "no_data" });
+          },
+        }),
+      );
+    const res = await get("/user-error");
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body.toString())).toEqual({ code: "no_data", message: "no data for you" });
   });
 
   describe("HEAD", () => {

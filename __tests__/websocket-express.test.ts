@@ -74,6 +74,16 @@ describe.each(expressVersions)("$label", ({ express, label }) => {
       expect(await roundTrip(client)).toBe("hi@/room/1");
     });
 
+    it("accepts a 1 MiB message and closes with 1009 on a larger one (the default limit)", async () => {
+      const base = mount === "/" ? "" : mount;
+      const client = connectActor(app, getOrCreate("echo", key()), { mount: base });
+      await within(client.opened, "open");
+      client.send("x".repeat(1024 * 1024 - 2));
+      expect((await client.received(1))[0].text).toHaveLength(1024 * 1024);
+      client.send(Buffer.alloc(1024 * 1024 + 1));
+      expect(await within(client.closed, "close")).toEqual({ code: 1009, reason: "message_too_big" });
+    });
+
     it("answers a plain GET on the WebSocket route with 426 JSON", async () => {
       const base = mount === "/" ? "" : mount;
       const res = await request(app.url).get(`${base}/actors/raw/websocket/x`);

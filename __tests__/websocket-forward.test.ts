@@ -55,6 +55,10 @@ describe.each(expressVersions)("forwardWebSocketToActor on $label", ({ express, 
           "/custom/:room",
           forwardWebSocketToActor(registry, { name: "room", key: (req: any) => [req.params.room], path: () => "/inside?a=1" }),
         );
+        a.ws(
+          "/small/:room",
+          forwardWebSocketToActor(registry, { name: "room", key: (req: any) => [req.params.room], maxWebSocketMessageSize: 16 }),
+        );
         a.ws("/bad-key", forwardWebSocketToActor(registry, { name: "room", key: () => [1 as unknown as string] }));
         a.ws("/key-throws", forwardWebSocketToActor(registry, {
           name: "room",
@@ -148,6 +152,15 @@ describe.each(expressVersions)("forwardWebSocketToActor on $label", ({ express, 
     const got = await client.received(6);
     expect(got.slice(1).map((m) => m.text)).toEqual(["echo:m0", "echo:m1", "echo:m2", "echo:m3", "echo:m4"]);
     client.ws.close();
+  });
+
+  it("applies maxWebSocketMessageSize: 1009 message_too_big past it", async () => {
+    const client = new WsClient(`${app.wsUrl}/small/r7`);
+    await client.received(1);
+    client.send("x".repeat(16));
+    expect((await client.received(2))[1].text).toBe(`echo:${"x".repeat(16)}`);
+    client.send("x".repeat(17));
+    expect(await within(client.closed, "close")).toEqual({ code: 1009, reason: "message_too_big" });
   });
 
   it("closes with 4400 for a bad key and 1011 (logged, not shown) when key() throws", async () => {

@@ -24,6 +24,7 @@ const counter = actor({
       ws.send(`stored setup=${stored.setup}`);
     });
     ws.addEventListener("message", async (e) => {
+      if (e.data === "fake close") ws.dispatchEvent(new Event("close"));
       c.state.messages.push(e.data as string);
       if (mode === "/durable") {
         await c.saveState();
@@ -108,9 +109,10 @@ it("saves when each socket closes", async () => {
   await waitFor(async () => ((await store.stored(id)) as { closes: number }).closes === 2, "saved after the second close");
 });
 
-it("never sleeps while a socket is open, and sleeps after it closes", async () => {
+it("never sleeps while a socket is open (a synthetic close event changes nothing), and sleeps after it closes", async () => {
   const client = connectActor(app, getOrCreate("counter", ["awake"]));
   await client.received(1);
+  client.send("fake close");
   // Three sleep timeouts with the socket open.
   await new Promise((resolve) => setTimeout(resolve, 450));
   expect(stops).not.toContain("awake");

@@ -1,7 +1,8 @@
 // The part of autocannon's API bench/ uses (the package ships no types).
 declare module "autocannon" {
   interface Result {
-    requests: { average: number; total: number };
+    /** Seconds the run actually lasted (10 ms resolution). */
+    duration: number;
     errors: number;
     timeouts: number;
     non2xx: number;
@@ -11,11 +12,11 @@ declare module "autocannon" {
     connections?: number;
     /** Seconds. */
     duration?: number;
+    /** Milliseconds between samples; the run's end is only noticed at a sample. */
+    sampleInt?: number;
     headers?: Record<string, string>;
-    /** A run before the measured one, whose responses are neither counted nor reported. */
-    warmup?: { duration: number };
   }
-  /** Resolves with the result; emits "response" for each measured response. */
+  /** Resolves with the result; emits "response" for each response. */
   interface Instance extends PromiseLike<Result> {
     /** `responseTime` is in milliseconds, with sub-millisecond precision (the result's histogram has 1 ms). */
     on(

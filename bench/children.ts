@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import type { ChildMessage } from "./common";
 
-export const ROOT = path.resolve(__dirname, "..");
+const ROOT = path.resolve(__dirname, "..");
 const SERVER_CPU = 0;
 const LOAD_CPU = 1;
 
@@ -50,23 +50,36 @@ export class Child {
     });
   }
 
-  /** The child's first message of `type`; rejects if it exits first or takes longer than `timeoutMs`. */
+  /** The child's next message of `type`; rejects if it exits first or takes longer than `timeoutMs`. */
   message<T extends ChildMessage["type"]>(type: T, timeoutMs: number): Promise<MessageOf<T>> {
     return new Promise((resolve, reject) => {
+      const settle = () => {
+        clearTimeout(timer);
+        this.process.off("message", onMessage);
+      };
       const timer = setTimeout(() => {
+        settle();
         this.process.kill("SIGKILL");
         reject(new Error(`${this.label}: no "${type}" message within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.process.on("message", (m: ChildMessage) => {
+      const onMessage = (m: ChildMessage) => {
         if (m.type !== type) return;
-        clearTimeout(timer);
+        settle();
         resolve(m as MessageOf<T>);
-      });
+      };
+      this.process.on("message", onMessage);
       void this.exited.then((code) => {
-        clearTimeout(timer);
+        settle();
         reject(new Error(`${this.label}: exited with ${code} before sending "${type}"`));
       });
     });
+  }
+
+  /** CPU time (user + system, all threads) the child has used so far, in µs; server.ts answers it. */
+  async cpuMicros(): Promise<number> {
+    const reply = this.message("cpu", 5000);
+    this.process.send("cpu");
+    return (await reply).micros;
   }
 
   /** Closes the IPC channel (children exit on disconnect, so profiles get written), then kills if needed. */

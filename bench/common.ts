@@ -6,11 +6,12 @@ export interface Summary {
   p99: number;
 }
 
-/** What each child sends the runner once over IPC. */
+/** What the children send the runner over IPC. */
 export type ChildMessage =
   | { type: "ready"; port: number }
+  | { type: "cpu"; micros: number }
   | { type: "activation"; cold: Summary; warm: Summary; budgetHit: boolean }
-  | { type: "memory"; actors: number; live: number; heapPerActor: number; rssPerActor: number; activationMs: number };
+  | { type: "memory"; live: number; heapPerActor: number; rssPerActor: number; activationMs: number };
 
 /** Nearest-rank percentiles; sorts `values` in place. */
 export function summarize(values: number[]): Summary {

@@ -1,28 +1,20 @@
 // The load generators, run in the runner's process: autocannon for HTTP, ping-pong `ws` clients for echo.
+// Each call is one bounded round; run.ts interleaves rounds of the cases it compares.
 import autocannon from "autocannon";
 import WebSocket from "ws";
-import { summarize, type Summary } from "./common";
 
-export interface Timing {
-  warmupS: number;
-  durationS: number;
-}
-
-export interface Measured extends Summary {
+export interface Round {
   /** Requests or round trips per second. */
   rate: number;
+  /** Per request or round trip, in ms. */
+  latencies: number[];
 }
 
-/** GET `url` from 10 connections; latencies come from autocannon's per-response timing (sub-ms). */
-export async function httpLoad(url: string, headers: Record<string, string>, timing: Timing): Promise<Measured> {
+/** GET `url` from 10 connections for `seconds`; latencies from autocannon's per-response timing (sub-ms). */
+export async function httpRound(url: string, headers: Record<string, string>, seconds: number): Promise<Round> {
   const latencies: number[] = [];
-  const instance = autocannon({
-    url,
-    headers,
-    connections: 10,
-    duration: timing.durationS,
-    warmup: { duration: timing.warmupS },
-  });
+  // A 100 ms sample interval, because autocannon only notices the end of the run at a sample.
+  const instance = autocannon({ url, headers, connections: 10, duration: seconds, sampleInt: 100 });
   instance.on("response", (_client, status, _bytes, ms) => {
     if (status < 300) latencies.push(ms);
   });
@@ -30,18 +22,18 @@ export async function httpLoad(url: string, headers: Record<string, string>, tim
   if (r.errors || r.timeouts || r.non2xx) {
     throw new Error(`${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx responses`);
   }
-  return { rate: r.requests.average, ...summarize(latencies) };
+  return { rate: latencies.length / r.duration, latencies };
 }
 
 const MESSAGE = "ping 0123456789";
 
 /**
  * `sockets` clients, each sending one message and waiting for its echo before the next, for
- * warmup + duration. Only round trips sent and answered inside the measured window count.
+ * `seconds` after all of them are open. Only round trips answered inside that time count.
  */
-export async function wsLoad(url: string, protocols: string[], sockets: number, timing: Timing): Promise<Measured> {
+export async function wsRound(url: string, protocols: string[], sockets: number, seconds: number): Promise<Round> {
   const clients: WebSocket[] = [];
-  const rtts: number[] = [];
+  const latencies: number[] = [];
   try {
     const opened = [];
     for (let i = 0; i < sockets; i++) {
@@ -57,9 +49,7 @@ export async function wsLoad(url: string, protocols: string[], sockets: number, 
     }
     await within(Promise.all(opened), 10_000, "opening the sockets");
 
-    const start = process.hrtime.bigint();
-    const measureFrom = start + BigInt(Math.round(timing.warmupS * 1e9));
-    const end = measureFrom + BigInt(Math.round(timing.durationS * 1e9));
+    const end = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
     const pingPong = (ws: WebSocket) =>
       new Promise<void>((resolve, reject) => {
         let sentAt = 0n;
@@ -70,18 +60,18 @@ export async function wsLoad(url: string, protocols: string[], sockets: number, 
         ws.on("message", () => {
           const now = process.hrtime.bigint();
           if (now >= end) return resolve();
-          if (sentAt >= measureFrom) rtts.push(Number(now - sentAt) / 1e6);
+          latencies.push(Number(now - sentAt) / 1e6);
           send();
         });
         ws.once("close", (code) => reject(new Error(`the server closed a socket with ${code}`)));
         ws.once("error", reject);
         send();
       });
-    await within(Promise.all(clients.map(pingPong)), (timing.warmupS + timing.durationS) * 1000 + 5000, "echo");
+    await within(Promise.all(clients.map(pingPong)), seconds * 1000 + 5000, "echo");
   } finally {
     for (const ws of clients) ws.terminate();
   }
-  return { rate: rtts.length / timing.durationS, ...summarize(rtts) };
+  return { rate: latencies.length / seconds, latencies };
 }
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -45,7 +45,6 @@ async function main() {
   const after = await settledMemory();
   await sendToRunner({
     type: "memory",
-    actors: n,
     live: coreOf(registry).size - BATCH,
     heapPerActor: (after.heapUsed - before.heapUsed) / n,
     rssPerActor: (after.rss - before.rss) / n,

@@ -1,4 +1,5 @@
-// Self time per function and per area from a V8 .cpuprofile (node --cpu-prof).
+// Self time per area and per function, and total time of the library's functions, from a V8
+// .cpuprofile (node --cpu-prof).
 // Usage: tsx bench/profile-summary.ts <file.cpuprofile> [top]
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
@@ -6,6 +7,7 @@ import * as path from "node:path";
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -24,7 +26,7 @@ function areaOf(url: string, functionName: string): string {
   if (file.startsWith(path.join(ROOT, "bench") + "/")) return "bench/";
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file);
   // tsx compiling and loading modules: startup, not per-request work.
-  if (url.startsWith("node:internal/modules") || pkg?.[1] === "tsx") return "module loading (startup)";
+  if (url.startsWith("node:internal/modules") || pkg?.[1] === "tsx" || pkg?.[1] === "esbuild") return "module loading (startup)";
   if (pkg) return pkg[1];
   if (url.startsWith("node:internal/deps/undici")) return "undici (Request, Response, Headers)";
   if (url.startsWith("node:internal/webstreams")) return "web streams";
@@ -36,25 +38,44 @@ function shortUrl(url: string): string {
   return url.replace(/^file:\/\//, "").replace(ROOT + "/", "").replace(/^.*node_modules\//, "");
 }
 
+const ROOT_URL = "file://" + ROOT + "/";
+const LIB_URL = ROOT_URL + "lib/";
+
 export function summarizeProfile(file: string, top = 15): string {
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  // No line for our .ts files: tsx's output puts them all on one line.
+  const nameOf = ({ functionName, url, lineNumber }: ProfileNode["callFrame"]) => {
+    const where = !url ? "" : url.startsWith(ROOT_URL) && url.endsWith(".ts") ? shortUrl(url) : `${shortUrl(url)}:${lineNumber + 1}`;
+    return `${functionName || "(anonymous)"} ${where}`.trim();
+  };
+
   const perFunction = new Map<string, number>();
   const perArea = new Map<string, number>();
+  const libTotal = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, us: number) => map.set(key, (map.get(key) ?? 0) + us);
   let total = 0;
   // A sample lasts until the next one (timeDeltas[i + 1] µs), as in Chrome DevTools.
   for (let i = 0; i < profile.samples.length - 1; i++) {
-    const { functionName, url, lineNumber } = byId.get(profile.samples[i])!.callFrame;
+    const node = byId.get(profile.samples[i])!;
+    const { functionName, url } = node.callFrame;
     if (functionName === "(idle)") continue;
     const us = profile.timeDeltas[i + 1];
-    const name = `${functionName || "(anonymous)"} ${url ? `${shortUrl(url)}:${lineNumber + 1}` : ""}`.trim();
-    perFunction.set(name, (perFunction.get(name) ?? 0) + us);
-    const area = areaOf(url, functionName);
-    perArea.set(area, (perArea.get(area) ?? 0) + us);
     total += us;
+    add(perFunction, nameOf(node.callFrame), us);
+    add(perArea, areaOf(url, functionName), us);
+    // Total time: each library function on the stack, once even when it recurses.
+    const onStack = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parentOf.get(id)) {
+      const frame = byId.get(id)!.callFrame;
+      if (frame.url.startsWith(LIB_URL)) onStack.add(nameOf(frame));
+    }
+    for (const name of onStack) add(libTotal, name, us);
   }
-  const table = (title: string, rows: Map<string, number>, limit: number) => [
-    `| ${title} | self ms | % of busy |`,
+  const table = (title: string, column: string, rows: Map<string, number>, limit: number) => [
+    `| ${title} | ${column} ms | % of busy |`,
     "|---|---:|---:|",
     ...[...rows]
       .sort((a, b) => b[1] - a[1])
@@ -62,11 +83,13 @@ export function summarizeProfile(file: string, top = 15): string {
       .map(([name, us]) => `| \`${name}\` | ${(us / 1000).toFixed(0)} | ${((100 * us) / total).toFixed(1)} |`),
   ];
   return [
-    `Busy (non-idle) time: ${(total / 1000).toFixed(0)} ms`,
+    `Busy (non-idle) time: ${(total / 1000).toFixed(0)} ms.`,
     "",
-    ...table("area", perArea, 12),
+    ...table("area", "self", perArea, 12),
     "",
-    ...table(`top ${top} functions (self time)`, perFunction, top),
+    ...table(`top ${top} functions`, "self", perFunction, top),
+    "",
+    ...table("library functions, including what they call", "total", libTotal, 10),
   ].join("\n");
 }
 

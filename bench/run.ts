@@ -7,12 +7,13 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Child, pinLoadGenerator } from "./children";
-import { httpLoad, wsLoad, type Measured, type Timing } from "./load";
+import { summarize } from "./common";
+import { httpRound, wsRound, type Round } from "./load";
 import { summarizeProfile } from "./profile-summary";
 
 const quick = process.argv.includes("--quick");
 const profile = process.argv.includes("--profile");
-const timing: Timing = quick ? { warmupS: 0.5, durationS: 2 } : { warmupS: 1, durationS: 5 };
+const timing = quick ? { warmupS: 0.5, rounds: 3, roundS: 0.5 } : { warmupS: 1, rounds: 5, roundS: 1 };
 const ACTIVATIONS = quick ? 500 : 2000;
 /** Cap on the cold series, for a slow disk under fileStore; the row shows how many were done. */
 const ACTIVATION_BUDGET_MS = quick ? 5000 : 15_000;
@@ -22,6 +23,11 @@ const BAR_SOCKETS = 50;
 
 const routerQuery = (name: string, key: string) => JSON.stringify({ getOrCreateForKey: { name, key: [key] } });
 const routerHeaders = (name: string, key: string) => ({ "x-rivetkit-actor-query": routerQuery(name, key) });
+const wsProtocols = (name: string, key: string) => [
+  "rivetkit",
+  "query." + encodeURIComponent(routerQuery(name, key)),
+  "encoding.json",
+];
 
 interface Row {
   benchmark: string;
@@ -30,6 +36,7 @@ interface Row {
   ratio: string;
   p50: string;
   p99: string;
+  cpu?: string;
 }
 
 const rows: Row[] = [];
@@ -39,6 +46,12 @@ const ms = (v: number) => (Number.isNaN(v) ? "–" : `${v < 1 ? v.toFixed(3) : v
 const count = (v: number) => Math.round(v).toLocaleString("en-US");
 const times = (v: number) => `${v.toFixed(2)}×`;
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(2)} KiB`;
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+function failed(benchmark: string, label: string, message: string) {
+  failures.push(`${benchmark} / ${label}: ${message}`);
+  rows.push({ benchmark, case: label, result: `FAILED: ${message}`, ratio: "", p50: "", p99: "" });
+}
 
 /** Runs one case; a failure becomes a row saying so, and the rest of the run goes on. */
 async function attempt<T>(benchmark: string, label: string, run: () => Promise<T>): Promise<T | undefined> {
@@ -46,59 +59,107 @@ async function attempt<T>(benchmark: string, label: string, run: () => Promise<T
   try {
     return await run();
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    failures.push(`${benchmark} / ${label}: ${message}`);
-    rows.push({ benchmark, case: label, result: `FAILED: ${message}`, ratio: "", p50: "", p99: "" });
+    failed(benchmark, label, messageOf(err));
     return undefined;
   }
 }
 
-/** A fresh server process per case, so no case inherits another's heap, JIT state or actors. */
-async function withServer<T>(store: "memory" | "file", use: (base: string) => Promise<T>, nodeArgs: string[] = []) {
-  const server = new Child("server.ts", [store], nodeArgs);
+interface LoadCase {
+  label: string;
+  store: "memory" | "file";
+  round: (host: string, seconds: number) => Promise<Round>;
+}
+
+interface Measured {
+  /** The median of the rounds' rates. */
+  rate: number;
+  /** Over every measured request or round trip. */
+  p50: number;
+  p99: number;
+  /** Server CPU time per request or round trip, µs, over every measured round. */
+  cpu: number;
+}
+
+/**
+ * One server process per case, all started up front (only the one under load is busy), then a
+ * warmup round of each case and `timing.rounds` measured rounds in rotating order: noise from
+ * elsewhere on the machine then falls on every case alike instead of on whichever ran during it.
+ */
+async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measured | undefined)[]> {
+  process.stderr.write(`${benchmark}: ${cases.map((c) => c.label).join(", ")}…\n`);
+  const servers = cases.map((c) => new Child("server.ts", [c.store]));
+  const rates: number[][] = cases.map(() => []);
+  const latencies: number[][] = cases.map(() => []);
+  const cpuMicros = cases.map(() => 0);
+  const errors: (string | undefined)[] = cases.map(() => undefined);
   try {
-    const { port } = await server.message("ready", 30_000);
-    return await use(`127.0.0.1:${port}`);
+    const ports = await Promise.all(servers.map(async (server) => (await server.message("ready", 30_000)).port));
+    for (let round = -1; round < timing.rounds; round++) {
+      for (let k = 0; k < cases.length; k++) {
+        const i = (k + Math.max(round, 0)) % cases.length;
+        if (errors[i]) continue;
+        try {
+          const cpuBefore = await servers[i].cpuMicros();
+          const r = await cases[i].round(`127.0.0.1:${ports[i]}`, round < 0 ? timing.warmupS : timing.roundS);
+          if (round < 0) continue;
+          cpuMicros[i] += (await servers[i].cpuMicros()) - cpuBefore;
+          rates[i].push(r.rate);
+          for (const v of r.latencies) latencies[i].push(v);
+        } catch (err) {
+          errors[i] = messageOf(err);
+        }
+      }
+    }
+  } catch (err) {
+    errors.fill(messageOf(err));
   } finally {
-    await server.stop();
+    await Promise.all(servers.map((server) => server.stop()));
   }
+  return cases.map((c, i) => {
+    const error = errors[i];
+    if (error === undefined) {
+      return { rate: summarize(rates[i]).p50, cpu: cpuMicros[i] / latencies[i].length, ...summarize(latencies[i]) };
+    }
+    failed(benchmark, c.label, error);
+    return undefined;
+  });
 }
 
 function addRate(benchmark: string, label: string, m: Measured | undefined, unit: string, base: Measured | undefined) {
   if (!m) return;
   const ratio = base ? times(m.rate / base.rate) : "";
-  rows.push({ benchmark, case: label, result: `${count(m.rate)} ${unit}`, ratio, p50: ms(m.p50), p99: ms(m.p99) });
+  const cpu = `${count(m.cpu)} µs` + (base ? ` (${times(m.cpu / base.cpu)})` : "");
+  rows.push({ benchmark, case: label, result: `${count(m.rate)} ${unit}`, ratio, p50: ms(m.p50), p99: ms(m.p99), cpu });
 }
+
+const http = (path: string, headers: Record<string, string> = {}) => (host: string, seconds: number) =>
+  httpRound(`http://${host}${path}`, headers, seconds);
 
 async function httpCases() {
   const benchmark = "HTTP, 10 connections";
-  const cases = [
-    { label: "(a) plain Express route", path: "/plain", headers: {} },
-    { label: "(b) onFetch via the router", path: "/registry/actors/raw/http/", headers: routerHeaders("hello", "a") },
-    { label: "(c) forwardToActor route", path: "/forward", headers: {} },
-    { label: "(d) createServerClient in a route", path: "/server-client", headers: {} },
+  const cases: LoadCase[] = [
+    { label: "(a) plain Express route", store: "memory", round: http("/plain") },
+    { label: "(b) onFetch via the router", store: "memory", round: http("/registry/actors/raw/http/", routerHeaders("hello", "a")) },
+    { label: "(c) forwardToActor route", store: "memory", round: http("/forward") },
+    { label: "(d) createServerClient in a route", store: "memory", round: http("/server-client") },
   ];
-  const results: (Measured | undefined)[] = [];
-  for (const c of cases) {
-    results.push(
-      await attempt(benchmark, c.label, () => withServer("memory", (host) => httpLoad(`http://${host}${c.path}`, c.headers, timing))),
-    );
-  }
+  const results = await interleaved(benchmark, cases);
   cases.forEach((c, i) => addRate(benchmark, c.label, results[i], "req/s", results[0]));
   return { plain: results[0], router: results[1] };
 }
 
 async function webSocketCases() {
-  const protocols = ["rivetkit", "query." + encodeURIComponent(routerQuery("echo", "room")), "encoding.json"];
   const ratios = new Map<number, number>();
   for (const sockets of SOCKET_COUNTS) {
     const benchmark = `WebSocket echo, ${sockets} socket${sockets > 1 ? "s" : ""}`;
-    const plain = await attempt(benchmark, "plain express-ws", () =>
-      withServer("memory", (host) => wsLoad(`ws://${host}/echo`, [], sockets, timing)),
-    );
-    const actor = await attempt(benchmark, "onWebSocket via the router", () =>
-      withServer("memory", (host) => wsLoad(`ws://${host}/registry/actors/raw/websocket/`, protocols, sockets, timing)),
-    );
+    const [plain, actor] = await interleaved(benchmark, [
+      { label: "plain express-ws", store: "memory", round: (host, s) => wsRound(`ws://${host}/echo`, [], sockets, s) },
+      {
+        label: "onWebSocket via the router",
+        store: "memory",
+        round: (host, s) => wsRound(`ws://${host}/registry/actors/raw/websocket/`, wsProtocols("echo", "room"), sockets, s),
+      },
+    ]);
     addRate(benchmark, "plain express-ws", plain, "msg/s", plain);
     addRate(benchmark, "onWebSocket via the router", actor, "msg/s", plain);
     if (plain && actor) ratios.set(sockets, actor.rate / plain.rate);
@@ -108,16 +169,13 @@ async function webSocketCases() {
 
 async function persistenceCases() {
   const benchmark = "Persistence: count++ per request, router";
-  const results: (Measured | undefined)[] = [];
-  for (const store of ["memory", "file"] as const) {
-    results.push(
-      await attempt(benchmark, `${store}Store`, () =>
-        withServer(store, (host) => httpLoad(`http://${host}/registry/actors/raw/http/`, routerHeaders("counter", "p"), timing)),
-      ),
-    );
-  }
-  addRate(benchmark, "memoryStore", results[0], "req/s", results[0]);
-  addRate(benchmark, "fileStore (saved before the reply)", results[1], "req/s", results[0]);
+  const round = http("/registry/actors/raw/http/", routerHeaders("counter", "p"));
+  const [memory, file] = await interleaved(benchmark, [
+    { label: "memoryStore", store: "memory", round },
+    { label: "fileStore (saved before the reply)", store: "file", round },
+  ]);
+  addRate(benchmark, "memoryStore", memory, "req/s", memory);
+  addRate(benchmark, "fileStore (saved before the reply)", file, "req/s", memory);
 }
 
 async function activationCases() {
@@ -168,7 +226,8 @@ async function memoryCases() {
     heapAtLargest = { actors, bytes: r.heapPerActor };
     rows.push({
       benchmark,
-      case: `${count(actors)} actors (${count(r.live)} awake)`,
+      // All must still be awake: activation has to finish within the 30 s sleepTimeout.
+      case: `${count(actors)} actors (${count(r.live)} awake, activated in ${(r.activationMs / 1000).toFixed(1)} s)`,
       result: `heap ${kib(r.heapPerActor)}, RSS ${kib(r.rssPerActor)}`,
       ratio: "",
       p50: "",
@@ -181,12 +240,18 @@ async function memoryCases() {
 async function profileRouterCase(): Promise<string> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "express-actors-prof-"));
   try {
-    await withServer(
-      "memory",
-      (host) => httpLoad(`http://${host}/registry/actors/raw/http/`, routerHeaders("hello", "a"), timing),
-      ["--cpu-prof", "--cpu-prof-dir", dir],
-    );
-    const [file] = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+    const server = new Child("server.ts", ["memory"], ["--cpu-prof", "--cpu-prof-dir", dir]);
+    try {
+      const { port } = await server.message("ready", 30_000);
+      await http("/registry/actors/raw/http/", routerHeaders("hello", "a"))(
+        `127.0.0.1:${port}`,
+        timing.warmupS + timing.rounds * timing.roundS,
+      );
+    } finally {
+      await server.stop();
+    }
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's loader has its own).
+    const [file] = readdirSync(dir).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f));
     if (!file) throw new Error("the server wrote no .cpuprofile");
     return summarizeProfile(path.join(dir, file));
   } finally {
@@ -203,6 +268,8 @@ function bar(name: string, value: number | undefined, limit: number, atLeast: bo
 async function main() {
   const pinning = pinLoadGenerator();
   const started = Date.now();
+  // Other work on the machine skews every number; the load average says how much there was.
+  const loadBefore = os.loadavg()[0];
   const { plain, router } = await httpCases();
   const wsRatios = await webSocketCases();
   await persistenceCases();
@@ -211,9 +278,9 @@ async function main() {
 
   const cpu = os.cpus();
   const table = [
-    "| benchmark | case | result | ratio | p50 | p99 |",
-    "|---|---|---:|---:|---:|---:|",
-    ...rows.map((r) => `| ${r.benchmark} | ${r.case} | ${r.result} | ${r.ratio} | ${r.p50} | ${r.p99} |`),
+    "| benchmark | case | result | ratio | p50 | p99 | server CPU per op |",
+    "|---|---|---:|---:|---:|---:|---:|",
+    ...rows.map((r) => `| ${r.benchmark} | ${r.case} | ${r.result} | ${r.ratio} | ${r.p50} | ${r.p99} | ${r.cpu ?? ""} |`),
   ];
   const routerRatio = plain && router ? router.rate / plain.rate : undefined;
   const wsRatio = wsRatios.get(BAR_SOCKETS);
@@ -240,14 +307,18 @@ async function main() {
     `${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} cores · Node ${process.version} · ${os.type()} ${os.release()} · ` +
       `${new Date().toISOString()} · ${pinning}`,
     "",
-    "Command: `npm run bench`" + (quick ? " (--quick)" : "") + `. Run time ${((Date.now() - started) / 1000).toFixed(0)} s.`,
+    "Command: `npm run bench`" + (quick ? " (--quick)" : "") + `. Run time ${((Date.now() - started) / 1000).toFixed(0)} s; ` +
+      `1-minute load average ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after.`,
     "",
     ...table,
     "",
-    `- HTTP and persistence: autocannon (GET, 10 connections, ${timing.warmupS} s warmup + ${timing.durationS} s), ` +
-      "a fresh server process per case; latency per response. Ratios vs (a), and vs memoryStore for persistence.",
-    `- WebSocket: \`ws\` clients in the load generator, each sending a 15-byte text and waiting for its echo ` +
-      `(${timing.warmupS} s warmup + ${timing.durationS} s); p50/p99 are round trips. Ratio vs plain express-ws.`,
+    `- HTTP, WebSocket and persistence: one server process per case; after a ${timing.warmupS} s warmup round of each, ` +
+      `${timing.rounds} rounds of ${timing.roundS} s per case, interleaved; rate = the median round, p50/p99 over ` +
+      "all measured rounds. Ratios vs (a), vs plain express-ws, and vs memoryStore. Server CPU per op = the " +
+      "server process's CPU time (all threads) during the measured rounds / requests or round trips: a cost that " +
+      "other load on the machine skews far less than req/s.",
+    "- HTTP: autocannon, GET, 10 connections, latency per response (sub-ms). WebSocket: `ws` clients in the " +
+      "load generator, each sending a 15-byte text and waiting for its echo before the next; latency = round trip.",
     "- Activation: in process through `createServerClient()`, `getOrCreate([key]).fetch(\"/\")` one at a time, " +
       "body read; cold = a new key (record created, activated, first state saved), warm = the same key again.",
     "- Memory: `node --expose-gc`, actors with state `{ count: 0 }` activated through `createServerClient()` " +

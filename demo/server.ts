@@ -1,41 +1,165 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
 import compression from "compression";
 import express, { type Request } from "express";
-import { actorMiddleware, fileStore, forwardToActor, setup } from "express-actors";
-import { cart, counter, feed } from "./actors";
+import expressWs from "express-ws";
+import { actorMiddleware, fileStore, forwardToActor, setup, type CorsOptions } from "express-actors";
+import { cart, chat, counter, feed } from "./actors";
 
-const PORT = Number(process.env.PORT ?? 3000);
+const ROOT = path.resolve(__dirname, "..");
+const PUBLIC_DIR = path.join(__dirname, "public");
+const BUNDLE = path.join(ROOT, "dist", "browser", "client.js");
 
-// fileStore keeps state in .demo-data/ (git-ignored), so counts and carts survive a restart.
-const registry = setup({
-  use: { counter, feed, cart },
-  store: fileStore({ dir: ".demo-data" }),
-});
+export interface DemoOptions {
+  /** Default: $PORT or 3000; 0 picks a free port. */
+  port?: number;
+  /** Interface to listen on; default: all of them. */
+  host?: string;
+  /** fileStore directory; default `.demo-data` (git-ignored). */
+  storeDir?: string;
+  /** CORS for pages on other origins; `false` turns it off. Default: from $DEMO_CORS_ORIGIN (see corsFromEnv). */
+  cors?: CorsOptions | false;
+  /** How long open streams (SSE) may run on after close() starts, in ms. Default 500. */
+  closeGraceMs?: number;
+}
 
-const app = express();
-// Compression and body parsing in front, as in a typical existing app: SSE still streams per event,
-// and a body express.json() already read is rebuilt for the actor.
-app.use(compression());
-app.use(express.json());
+export function createRegistry(storeDir: string) {
+  // fileStore: counts, carts and chat history survive a restart.
+  return setup({ use: { counter, feed, cart, chat }, store: fileStore({ dir: storeDir }) });
+}
 
-// The public router: ANY /registry/actors/raw/http/*, POST /registry/actors/resolve, GET /registry/health.
-app.use("/registry", actorMiddleware(registry));
+/** The demo's registry type, for `createClient<DemoRegistry>(…)` (demo/chat-cli.ts). */
+export type DemoRegistry = ReturnType<typeof createRegistry>;
 
-// A legacy URL scheme, served by the cart actor keyed by :id. Express 5 syntax (Express 4: "/legacy/carts/:id/*").
-// auth: "skip" because this route is the gate: cart has no onAuth, so the public router refuses it (403).
-type CartRequest = Request<{ id: string; rest: string[] }>;
-app.all(
-  "/legacy/carts/:id/*rest",
-  forwardToActor(registry, {
-    name: "cart",
-    key: (req: CartRequest) => [req.params.id],
-    path: (req: CartRequest) => restPath(req.params.rest, req.url),
-    auth: "skip",
-  }),
-);
+/**
+ * $DEMO_CORS_ORIGIN: unset or `*` → any origin (every demo actor is public and no credentials are
+ * allowed, so this only saves you a setting while trying things); a comma-separated list → only
+ * those origins; `off` → no CORS.
+ */
+export function corsFromEnv(value = process.env.DEMO_CORS_ORIGIN): CorsOptions | false {
+  const text = value?.trim();
+  if (text === undefined || text === "*") return { origin: true };
+  if (text === "" || text === "off") return false;
+  return { origin: text.split(",").map((origin) => origin.trim()).filter(Boolean) };
+}
 
-app.get("/", (_req, res) => {
-  res.type("text").send("express-actors demo: see the terminal for curl commands\n");
-});
+/**
+ * The page loads dist/browser/client.js (what `npm run build`, and so `npm ci`, makes). Rebuilt
+ * here with scripts/build-browser.mjs when it is missing or older than the library's sources.
+ */
+export function ensureBrowserBundle(): void {
+  if (existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= newestMtime(path.join(ROOT, "lib"))) return;
+  console.log("building dist/browser/client.js …");
+  const result = spawnSync(process.execPath, [path.join(ROOT, "scripts", "build-browser.mjs")], { cwd: ROOT, stdio: "inherit" });
+  if (result.status !== 0) throw new Error("building the browser bundle failed; try `npm run build`");
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(full) : statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+/** The demo app on an http.Server that is not listening yet (express-ws needs the server). */
+export function createDemoApp(options: DemoOptions = {}) {
+  ensureBrowserBundle();
+  const registry = createRegistry(options.storeDir ?? ".demo-data");
+  const cors = options.cors === undefined ? corsFromEnv() : options.cors;
+
+  const app = express();
+  const server = http.createServer(app);
+  const ws = expressWs(app, server); // WebSockets: once, before the routes
+
+  // Compression and body parsing in front, as in a typical existing app: SSE still streams per event,
+  // and a body express.json() already read is rebuilt for the actor.
+  app.use(compression());
+  app.use(express.json());
+
+  // The public router: ANY /registry/actors/raw/http/*, GET /registry/actors/raw/websocket/* (upgrade),
+  // POST /registry/actors/resolve, GET /registry/health.
+  app.use("/registry", actorMiddleware(registry, cors ? { cors } : {}));
+
+  // EventSource cannot send the query header, so the feed gets a route of its own.
+  app.get(
+    "/feed/:key/events",
+    forwardToActor(registry, {
+      name: "feed",
+      key: (req: Request<{ key: string }>) => [req.params.key],
+      path: () => "/events",
+    }),
+  );
+
+  // A legacy URL scheme, served by the cart actor keyed by :id. Express 5 syntax (Express 4: "/legacy/carts/:id/*").
+  // auth: "skip" because this route is the gate: cart has no onAuth, so the public router refuses it (403).
+  type CartRequest = Request<{ id: string; rest: string[] }>;
+  app.all(
+    "/legacy/carts/:id/*rest",
+    forwardToActor(registry, {
+      name: "cart",
+      key: (req: CartRequest) => [req.params.id],
+      path: (req: CartRequest) => restPath(req.params.rest, req.url),
+      auth: "skip",
+    }),
+  );
+
+  // The web page (demo/public) and the browser bundle of express-actors/client it imports.
+  const noCache = { headers: { "cache-control": "no-cache" } };
+  app.get("/client.js", (_req, res) => res.sendFile(BUNDLE, noCache));
+  app.get("/client.js.map", (_req, res) => res.sendFile(BUNDLE + ".map", noCache));
+  app.use(express.static(PUBLIC_DIR, { cacheControl: false, setHeaders: (res) => res.setHeader("cache-control", "no-cache") }));
+
+  return { app, server, registry, cors, wss: ws.getWss() };
+}
+
+export interface Demo {
+  server: http.Server;
+  registry: DemoRegistry;
+  /** e.g. http://localhost:3000 */
+  url: string;
+  port: number;
+  cors: CorsOptions | false;
+  /** Stops taking connections, shuts the registry down (every state saved) and closes every connection. */
+  close(): Promise<void>;
+}
+
+export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
+  const { server, registry, cors, wss } = createDemoApp(options);
+  const wanted = options.port ?? Number(process.env.PORT ?? 3000);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(wanted, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = !options.host || options.host === "0.0.0.0" || options.host === "::" ? "localhost" : options.host;
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // An SSE stream never ends by itself; drop those connections so shutdown does not wait on them.
+      const timer = setTimeout(() => server.closeAllConnections(), options.closeGraceMs ?? 500);
+      try {
+        await registry.shutdown(); // closes the actors' sockets with 1001, saves every state
+      } finally {
+        clearTimeout(timer);
+        server.closeAllConnections();
+        for (const socket of wss.clients) socket.terminate(); // a peer that never answered the close
+      }
+      await closed;
+    })());
+
+  return { server, registry, url: `http://${host}:${port}`, port, cors, close };
+}
 
 /** Express 5 hands `*rest` over as decoded segments: re-encode them and keep the query string. */
 function restPath(segments: string[], url: string): string {
@@ -43,10 +167,25 @@ function restPath(segments: string[], url: string): string {
   return "/" + segments.map(encodeURIComponent).join("/") + (search === -1 ? "" : url.slice(search));
 }
 
-const server = app.listen(PORT, () => {
-  const base = `http://localhost:${PORT}`;
+function describeCors(cors: CorsOptions | false): string {
+  if (!cors) return "off (DEMO_CORS_ORIGIN=off)";
+  if (cors.origin === true) return "any origin, without credentials (DEMO_CORS_ORIGIN=https://a.example,https://b.example to restrict, =off to disable)";
+  return `only ${[cors.origin].flat().join(", ")}`;
+}
+
+async function main() {
+  const demo = await startDemo();
+  const base = demo.url;
   const query = (name: string) => `'X-RivetKit-Actor-Query: {"getOrCreateForKey":{"name":"${name}","key":["demo"]}}'`;
   console.log(`express-actors demo on ${base}
+
+Open ${base}/ in a browser: counter (handle.fetch), chat (handle.websocket), live feed (EventSource)
+and raw router calls, all through the browser bundle served at ${base}/client.js.
+CORS for pages on other origins: ${describeCors(demo.cors)}
+
+# chat from two terminals (the same room the page joins; Ctrl-D or Ctrl-C to leave)
+npm run chat -- lobby ann
+npm run chat -- lobby bob
 
 # counter through the router (the query header picks the actor)
 curl -X POST ${base}/registry/actors/raw/http/increment -H ${query("counter")}
@@ -54,6 +193,7 @@ curl ${base}/registry/actors/raw/http/count -H ${query("counter")}
 
 # Server-Sent Events, one per second, through compression() (Ctrl-C to stop)
 curl -N --compressed ${base}/registry/actors/raw/http/events -H ${query("feed")}
+curl -N ${base}/feed/demo/events        # the same, through a forwarded route (what the page's EventSource uses)
 
 # a legacy Express route forwarded to the cart actor "42"
 curl -X POST ${base}/legacy/carts/42/items -H 'content-type: application/json' -d '{"item":"apple"}'
@@ -64,20 +204,23 @@ curl -i ${base}/registry/actors/raw/http/items -H ${query("cart")}
 
 curl ${base}/registry/health
 `);
-});
 
-// Stop taking connections, let the registry finish its work and save every state, then exit.
-let stopping = false;
-async function stop(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  console.log(`${signal}: shutting down`);
-  server.close();
-  server.closeIdleConnections();
-  // An SSE stream never ends by itself; drop those connections so shutdown does not wait on them.
-  setTimeout(() => server.closeAllConnections(), 500).unref();
-  await registry.shutdown();
-  process.exit(0);
+  // Stop taking connections, let the registry finish its work and save every state, then exit.
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: shutting down`);
+    await demo.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
 }
-process.on("SIGINT", () => void stop("SIGINT"));
-process.on("SIGTERM", () => void stop("SIGTERM"));
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

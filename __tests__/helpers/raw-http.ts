@@ -75,6 +75,11 @@ export class RawConnection {
     return res;
   }
 
+  /** Everything received and not yet parsed, as latin1 text. */
+  get received(): string {
+    return this.buffer.toString("latin1");
+  }
+
   close(): void {
     this.socket.destroy();
   }

@@ -40,6 +40,9 @@ export function createClient<R = unknown>(endpoint: string, options: ClientOptio
       entries.push("encoding.json", ...protocols);
       const socket = new WebSocketImpl(base.replace(/^http/, "ws") + RAW_WEBSOCKET_PATH + path, entries);
       socket.binaryType = "blob";
+      // `ws` is an EventEmitter: an "error" nobody listens to (server unreachable) would crash the
+      // process, where a browser's WebSocket just fires it. The close event (1006) still follows.
+      socket.addEventListener("error", () => {});
       return socket;
     },
   };

@@ -71,6 +71,8 @@ export async function sendResponse(req: IncomingMessage, res: Res, response: Res
       chunks.push(checkChunk(result.value));
     }
   } catch (err) {
+    // Nothing is sent yet: ours (413 for an echoed request body, a UserError) go to the caller to answer.
+    if (err instanceof ActorError) throw err;
     log.error("the response body failed before anything was sent:", err);
     sendError(res, new ActorError(500, "internal_error", "Internal error"));
     return;
@@ -130,7 +132,9 @@ async function pump(res: Res, reader: ReadableStreamDefaultReader<Uint8Array>, f
     }
   } catch (err) {
     if (!gone) {
-      log.error("the response body stream failed mid-way; closing the connection:", err);
+      // An ActorError here is the client's doing (an echoed body over maxBodySize), not a server fault.
+      const report = err instanceof ActorError ? log.warn : log.error;
+      report("the response body stream failed mid-way; closing the connection:", err);
       res.destroy();
     }
   } finally {
@@ -154,7 +158,8 @@ function drainOrClose(res: Res): Promise<void> {
 /** A Response body must yield bytes, as fetch() requires; anything else would corrupt the wire. */
 function checkChunk(chunk: unknown): Uint8Array {
   if (isUint8Array(chunk)) return chunk;
-  throw new TypeError(`the response body stream yielded ${typeof chunk === "string" ? "a string" : typeof chunk}, not a Uint8Array (encode text with TextEncoder)`);
+  const what = typeof chunk === "string" ? "a string" : typeof chunk;
+  throw new TypeError(`the response body stream yielded ${what}, not a Uint8Array (encode text with TextEncoder)`);
 }
 
 function nextMacrotask(): Promise<typeof PENDING> {
@@ -181,6 +186,9 @@ function headersFor(response: Response, res: ServerResponse): Record<string, str
     const earlier = res.getHeader("set-cookie");
     out["set-cookie"] = earlier === undefined ? cookies : [...([] as unknown[]).concat(earlier).map(String), ...cookies];
   }
+  // Vary adds up too: the `cors` option's "Vary: Origin" must survive an actor's own Vary.
+  const earlierVary = res.getHeader("vary");
+  if (out.vary !== undefined && earlierVary !== undefined) out.vary = `${([] as unknown[]).concat(earlierVary).join(", ")}, ${out.vary}`;
   return out;
 }
 

@@ -6,7 +6,7 @@ import type { SocketDriver, W3CWebSocket } from "./socket";
 import type { RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
 import { actorUrl, originOf } from "../http/request";
-import { isTransportEntry, parseProtocols, releaseUpgrade, selectableProtocols, upgradeInfo } from "./upgrade";
+import { isTransportEntry, parseProtocols, selectableProtocols, upgradeInfo } from "./upgrade";
 import { adaptWs } from "./ws-adapter";
 import type { RouterHeaders } from "../http/request";
 
@@ -82,11 +82,11 @@ export async function serveWebSocket(
   try {
     url = actorUrl(originOf(req), target instanceof ActorError ? "/" : target.path);
   } catch (err) {
-    refuse(ws, req, err);
+    refuse(ws, err);
     return;
   }
   if (target instanceof ActorError) {
-    refuse(ws, req, target);
+    refuse(ws, target);
     return;
   }
   const logger: { current: Logger } = { current: log };
@@ -134,9 +134,10 @@ export async function runActorSocket(
   const shutdown = () => driver.fail(1001, "shutting_down");
   core.closers.add(shutdown);
   let released = false;
-  // Runs after every close listener (same dispatch), so changes they make are in this save.
+  // The first close listener; its work waits a microtask, so what the other close listeners change
+  // is in this save. A synthetic close event (readyState still OPEN) releases nothing.
   const finish = () => {
-    if (released) return;
+    if (released || socket.readyState !== socket.CLOSED) return;
     released = true;
     core.closers.delete(shutdown);
     queueMicrotask(() => {
@@ -163,10 +164,9 @@ export async function runActorSocket(
   driver.start();
 }
 
-function refuse(ws: WsSocket, req: IncomingMessage, err: unknown) {
+function refuse(ws: WsSocket, err: unknown) {
   if (!(err instanceof ActorError)) log.error("unexpected error:", err);
   ws.on("error", noop);
-  releaseUpgrade(req);
   const { code, reason } = closeFor(err);
   ws.close(code, reason);
 }

@@ -174,10 +174,13 @@ export class W3CWebSocket extends EventTarget {
     }
     this.#bufferedAmount += size;
     if (this.#readyState !== OPEN) return;
-    const write = (bytes: Uint8Array | string) =>
+    const write = (bytes: Uint8Array | string) => {
+      // A queued frame whose socket failed meanwhile stays counted, as after close().
+      if (this.#transportClosed) return;
       this.#transport.send(bytes, binary, (err) => {
         if (!err) this.#bufferedAmount -= size;
       });
+    };
     if (payload instanceof Blob || this.#sendQueue) {
       const blob = payload;
       this.#enqueueSend(async () => {

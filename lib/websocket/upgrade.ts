@@ -1,4 +1,4 @@
-import { subscribe } from "node:diagnostics_channel";
+import { channel } from "node:diagnostics_channel";
 import * as http from "node:http";
 import * as https from "node:https";
 import type { Duplex } from "node:stream";
@@ -20,15 +20,20 @@ export interface UpgradeInfo {
   release(): void;
 }
 
-const INFO = Symbol("express-actors.upgrade");
+// Process-wide: with two copies of this module loaded (nested installs, Jest's per-file module
+// registries and globals), only one hook may touch each upgrade, and every copy must read what
+// it stashed. So the flag lives on the channel object itself, which Node shares process-wide.
+const INFO = Symbol.for("express-actors.upgrade");
+const WATCHING = Symbol.for("express-actors.watchingServers");
+const connections = channel("net.server.socket");
 const RELEASE_AFTER_MS = 10_000;
-let watching = false;
 let warnedNoExpressWs = false;
 
 export function watchServers() {
-  if (watching) return;
-  watching = true;
-  subscribe("net.server.socket", (message) => {
+  const flags = connections as unknown as Record<symbol, boolean | undefined>;
+  if (flags[WATCHING]) return;
+  flags[WATCHING] = true;
+  connections.subscribe((message) => {
     const server = (message as { socket: { server?: unknown } }).socket.server;
     if (server instanceof http.Server || server instanceof https.Server) hookServer(server);
   });
