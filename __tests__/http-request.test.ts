@@ -607,8 +607,13 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
 
   describe("client going away", () => {
     /** Fails fast with a clear message instead of running into the test timeout. */
-    const within = <T>(promise: Promise<T>, what: string) =>
-      Promise.race([promise, sleep(3000).then(() => Promise.reject(new Error(`timed out waiting for ${what}`)))]);
+    const within = <T>(promise: Promise<T>, what: string) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 3000);
+      });
+      return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+    };
 
     it("rejects the body read and aborts request.signal when the client aborts mid-upload (R25)", async () => {
       let readError: string | undefined;
