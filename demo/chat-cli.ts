@@ -30,6 +30,7 @@ async function main() {
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty });
   rl.setPrompt(`${name}> `);
+  let finished = false;
   /** Prints above the prompt line without mangling what is being typed. */
   const print = (line: string) => {
     if (tty) {
@@ -37,7 +38,7 @@ async function main() {
       readline.cursorTo(process.stdout, 0);
     }
     console.log(line);
-    if (tty) rl.prompt(true);
+    if (tty && !finished) rl.prompt(true);
   };
 
   // Input is read from the start (a pipe may deliver everything at once): lines wait until the socket opens.
@@ -100,6 +101,7 @@ async function main() {
     }
   });
   socket.addEventListener("close", (event) => {
+    finished = true;
     const what = opened ? (CLOSE_CODES[event.code] ?? "closed") : `could not reach ${base}`;
     print(`* ${what}: ${event.code}${event.reason ? " " + event.reason : ""}`);
     rl.close();

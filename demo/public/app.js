@@ -253,7 +253,7 @@ function startFeed() {
   source.addEventListener("message", (event) => {
     const arrivedAt = performance.now();
     const data = JSON.parse(event.data);
-    demo.feedEvents.push({ arrivedAt, data });
+    demo.feedEvents.push({ arrivedAt, receivedAt: Date.now(), data });
     const item = document.createElement("li");
     const time = document.createElement("time");
     time.dateTime = data.time;
