@@ -52,6 +52,17 @@ export async function sendResponse(req: IncomingMessage, res: Res, response: Res
     return;
   }
 
+  const known = bufferedSource(response);
+  if (known !== undefined) {
+    if (!("content-length" in headers) && !("transfer-encoding" in headers)) {
+      headers["content-length"] = String(typeof known === "string" ? Buffer.byteLength(known) : known.byteLength);
+    }
+    writeHead(res, status, statusText, headers);
+    if (req.method === "HEAD") res.end();
+    else res.end(known);
+    return;
+  }
+
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let pending: Promise<ReadResult> | undefined;
@@ -160,6 +171,23 @@ function checkChunk(chunk: unknown): Uint8Array {
   if (isUint8Array(chunk)) return chunk;
   const what = typeof chunk === "string" ? "a string" : typeof chunk;
   throw new TypeError(`the response body stream yielded ${what}, not a Uint8Array (encode text with TextEncoder)`);
+}
+
+/** undici keeps a Response's original string or bytes beside its body stream (its `state` slot). */
+const STATE = Object.getOwnPropertySymbols(new Response(null)).find((symbol) => symbol.description === "state");
+
+/**
+ * The body of `new Response(string | bytes)` and `Response.json()`, read without going through
+ * its stream: no reader, no promise per chunk. Anything else (a stream, a Blob, a body already
+ * read or locked, another fetch implementation) takes the stream path.
+ */
+function bufferedSource(response: Response): string | Uint8Array | undefined {
+  if (STATE === undefined || response.bodyUsed) return undefined;
+  const body = (response as unknown as Record<symbol, { body?: { source?: unknown; stream?: ReadableStream } } | undefined>)[STATE]?.body;
+  const source = body?.source;
+  if (body?.stream?.locked) return undefined;
+  if (typeof source === "string" || isUint8Array(source)) return source;
+  return undefined;
 }
 
 function nextMacrotask(): Promise<typeof PENDING> {

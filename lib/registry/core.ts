@@ -56,34 +56,70 @@ export class RegistryCore implements InstanceHost {
    * The caller must call `instance.release()` once its request (or stream, or socket) is over.
    */
   async enter(query: ParsedQuery, opts: EnterOptions): Promise<Entered> {
-    const { definition, meta, auth } = await this.locate(query, opts);
+    const definition = this.admit(query);
+    let auth: unknown;
+    if (!opts.skipAuth) {
+      auth = this.authorize(definition, query, opts);
+      if (isThenable(auth)) auth = await auth;
+    }
+    this.checkHandler(definition, query.name, opts.intent);
+    // The hot path: a running actor is found and acquired without awaiting anything more.
+    const running = this.running(query);
+    if (running) return { instance: running, auth };
+    const meta = await this.resolve(query);
     return { instance: await this.activate(meta, definition), auth };
   }
 
   /** onAuth (unless skipped), then the handler check, then lookup or creation: never the other way round. */
   async locate(query: ParsedQuery, opts: EnterOptions) {
-    if (this.shuttingDown) throw errors.shuttingDown();
-    const definition = this.definition(query.name);
-    const config = definition.config;
+    const definition = this.admit(query);
     const auth = opts.skipAuth ? undefined : await this.authorize(definition, query, opts);
-    if (opts.intent === "fetch" && !config.onFetch) throw errors.fetchNotDefined(query.name);
-    if (opts.intent === "websocket" && !config.onWebSocket) throw errors.websocketNotDefined(query.name);
+    this.checkHandler(definition, query.name, opts.intent);
     const meta = await this.resolve(query);
     return { definition, meta, auth };
   }
 
-  async authorize(definition: ActorDefinition, query: ParsedQuery, opts: EnterOptions): Promise<unknown> {
+  private admit(query: ParsedQuery): ActorDefinition {
+    if (this.shuttingDown) throw errors.shuttingDown();
+    return this.definition(query.name);
+  }
+
+  private checkHandler(definition: ActorDefinition, name: string, intent: EnterOptions["intent"]) {
+    if (intent === "fetch" && !definition.config.onFetch) throw errors.fetchNotDefined(name);
+    if (intent === "websocket" && !definition.config.onWebSocket) throw errors.websocketNotDefined(name);
+    if (this.shuttingDown) throw errors.shuttingDown();
+  }
+
+  /** The live instance a get / getOrCreate / getForId query names, acquired; undefined when not running. */
+  private running(query: ParsedQuery): ActorInstance | undefined {
+    if (query.kind === "create") return undefined;
+    const id = query.kind === "getForId" ? query.actorId : this.keyIndex.get(query.keyId);
+    const instance = id === undefined ? undefined : this.instances.get(id);
+    if (!instance || instance.meta.name !== query.name || !instance.acquire()) return undefined;
+    return instance;
+  }
+
+  /** onAuth's result, or a promise of it when onAuth is async; failures become SPEC §5 errors. */
+  authorize(definition: ActorDefinition, query: ParsedQuery, opts: EnterOptions): unknown {
     const onAuth = definition.config.onAuth;
     if (!onAuth) throw errors.forbidden();
     const intents = new Set<AuthArgs["intents"] extends Set<infer T> ? T : never>(intentsOf(query.kind));
     if (opts.intent) intents.add(opts.intent);
-    try {
-      return await onAuth({ request: opts.request, intents, params: opts.params }, opts.params);
-    } catch (err) {
-      if (err instanceof ActorError) throw err;
+    const failed = (err: unknown) => {
+      if (err instanceof ActorError) return err;
       log.error(`onAuth of "${query.name}" threw:`, err);
-      throw errors.internal();
+      return errors.internal();
+    };
+    let result: unknown;
+    try {
+      result = onAuth({ request: opts.request, intents, params: opts.params }, opts.params);
+    } catch (err) {
+      throw failed(err);
     }
+    if (!isThenable(result)) return result;
+    return Promise.resolve(result).catch((err) => {
+      throw failed(err);
+    });
   }
 
   /** Finds (or creates, per the query) the actor's record without activating it. */
@@ -94,8 +130,7 @@ export class RegistryCore implements InstanceHost {
       if (!meta || meta.name !== name) throw errors.actorNotFound(`no "${name}" actor with id ${query.actorId}`);
       return meta;
     }
-    const id = keyId(name, key);
-    const knownId = this.keyIndex.get(id);
+    const knownId = this.keyIndex.get(query.keyId);
     const known = knownId === undefined ? undefined : this.instances.get(knownId)?.meta;
     if (kind === "create") {
       if (known) throw errors.alreadyExists(name, key);
@@ -175,6 +210,10 @@ export class RegistryCore implements InstanceHost {
       log.error("closing the store failed:", err);
     }
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as PromiseLike<unknown>).then === "function";
 }
 
 function newMeta(query: ParsedQuery): ActorMeta {

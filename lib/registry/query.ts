@@ -1,4 +1,5 @@
 import { errors } from "../errors";
+import { keyId } from "../stores/types";
 
 /** The actor query of SPEC §2, exactly as it travels in X-RivetKit-Actor-Query. */
 export type ActorQuery =
@@ -15,6 +16,8 @@ export interface ParsedQuery {
   key: string[];
   actorId: string;
   input: unknown;
+  /** The (name, key) identity; empty for getForId. */
+  keyId: string;
 }
 
 const KINDS: Record<string, QueryKind> = {
@@ -27,7 +30,26 @@ const KINDS: Record<string, QueryKind> = {
 const MAX_KEY_PARTS = 64;
 const MAX_KEY_PART_LENGTH = 1024;
 
+/**
+ * Clients repeat the same header value request after request, so its parse is kept. Only queries
+ * without `input` are kept: input goes to user code, which must get its own copy.
+ */
+const parsedTexts = new Map<string, ParsedQuery>();
+const PARSED_TEXTS_MAX = 1024;
+
 export function parseQueryText(text: string): ParsedQuery {
+  const cached = parsedTexts.get(text);
+  if (cached) return cached;
+  const parsed = parseQueryJson(text);
+  if (parsed.input === undefined) {
+    if (parsedTexts.size >= PARSED_TEXTS_MAX) parsedTexts.clear();
+    Object.freeze(parsed.key);
+    parsedTexts.set(text, Object.freeze(parsed));
+  }
+  return parsed;
+}
+
+function parseQueryJson(text: string): ParsedQuery {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -59,9 +81,10 @@ export function parseQuery(value: unknown): ParsedQuery {
     if (typeof actorId !== "string" || actorId === "") {
       throw errors.invalidQuery("getForId.actorId must be a non-empty string");
     }
-    return { kind, name, key: [], actorId, input: undefined };
+    return { kind, name, key: [], actorId, input: undefined, keyId: "" };
   }
-  return { kind, name, key: parseKey(key, field), actorId: "", input: kind === "get" ? undefined : input };
+  const parts = parseKey(key, field);
+  return { kind, name, key: parts, actorId: "", input: kind === "get" ? undefined : input, keyId: keyId(name, parts) };
 }
 
 function parseKey(key: unknown, field: string): string[] {

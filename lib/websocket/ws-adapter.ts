@@ -9,6 +9,10 @@ export interface AdaptOptions {
   onListenerError: (err: unknown) => void;
 }
 
+// One options object per frame type instead of one per send (the echo hot path).
+const BINARY = { binary: true } as const;
+const TEXT = { binary: false } as const;
+
 /** Private parts of ws 8 we rely on (pinned through package.json overrides; covered by tests). */
 interface WsReceiver {
   _maxPayload?: number;
@@ -26,7 +30,7 @@ export function adaptWs(ws: WsSocket, req: IncomingMessage, options: AdaptOption
     open: { protocol: ws.protocol, extensions: ws.extensions },
     onListenerError: options.onListenerError,
     transport: {
-      send: (data, binary, done) => ws.send(data, { binary }, done),
+      send: (data, binary, done) => ws.send(data, binary ? BINARY : TEXT, done),
       close: (code, reason) => (code === undefined ? ws.close() : ws.close(code, reason)),
     },
   });
