@@ -32,8 +32,16 @@ export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}
   res.end(text);
 }
 
-/** Writes a W3C Response to Node's ServerResponse; resolves once the body is fully sent or abandoned. */
-export async function sendResponse(req: IncomingMessage, res: Res, response: Response): Promise<void> {
+/**
+ * Writes a W3C Response to Node's ServerResponse; resolves once the body is fully sent or abandoned.
+ * While a body streams, `stoppers` holds a function that ends it (registry shutdown uses it).
+ */
+export async function sendResponse(
+  req: IncomingMessage,
+  res: Res,
+  response: Response,
+  stoppers?: Set<() => void>,
+): Promise<void> {
   const body = response.body;
   if (res.destroyed || res.writableEnded) {
     body?.cancel().catch(noop);
@@ -112,17 +120,31 @@ export async function sendResponse(req: IncomingMessage, res: Res, response: Res
 
   writeHead(res, status, statusText, headers);
   res.flushHeaders();
-  await pump(res, reader, chunks, pending);
+  await pump(res, reader, chunks, pending, stoppers);
 }
 
 /** Streams the rest of the body with backpressure, flushing each chunk (SSE through compression()). */
-async function pump(res: Res, reader: ReadableStreamDefaultReader<Uint8Array>, first: Uint8Array[], pending?: Promise<ReadResult>) {
+async function pump(
+  res: Res,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  first: Uint8Array[],
+  pending: Promise<ReadResult> | undefined,
+  stoppers: Set<() => void> | undefined,
+) {
   let gone = false;
   const onClose = () => {
     if (res.writableFinished) return;
     gone = true;
     reader.cancel(new DOMException("The client went away", "AbortError")).catch(noop);
   };
+  // An endless stream (SSE) would hold a shutdown for its whole grace period: end it cleanly instead.
+  const stop = () => {
+    if (gone) return;
+    gone = true;
+    reader.cancel(new DOMException("The registry is shutting down", "AbortError")).catch(noop);
+    res.end();
+  };
+  stoppers?.add(stop);
   res.once("close", onClose);
   if (res.destroyed) onClose();
   try {
@@ -150,6 +172,7 @@ async function pump(res: Res, reader: ReadableStreamDefaultReader<Uint8Array>, f
     }
   } finally {
     res.off("close", onClose);
+    stoppers?.delete(stop);
   }
 }
 
