@@ -40,7 +40,11 @@ export class Child {
     const [command, argv] = hasTaskset
       ? ["taskset", ["-c", String(SERVER_CPU), process.execPath, ...node]]
       : [process.execPath, node];
-    this.process = spawn(command, argv, { cwd: ROOT, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    this.process = spawn(command, argv, {
+      cwd: ROOT,
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: { ...process.env, TSX_TSCONFIG_PATH: path.join(ROOT, "bench", "tsconfig.json") },
+    });
     live.add(this.process);
     this.exited = new Promise((resolve) => {
       this.process.once("exit", (code) => {

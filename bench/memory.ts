@@ -2,7 +2,8 @@
 // (default memoryStore, default sleepTimeout), let them go idle, and compare with the heap before.
 // Needs `node --expose-gc`. Usage: memory.ts <n>
 import { actor, setup } from "express-actors";
-import { coreOf } from "../lib/registry/setup";
+// The compiled registry internals, the same module instance "express-actors" resolves to here.
+import { coreOf } from "../dist/registry/setup";
 import { msSince, sendToRunner } from "./common";
 
 const n = Number(process.argv[2]);

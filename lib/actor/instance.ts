@@ -76,6 +76,7 @@ export class ActorInstance {
 
   private active = 0;
   private sleepTimer?: NodeJS.Timeout;
+  private sleepTimerMs = 0;
   private sleepRequested = false;
   private stopping?: Promise<boolean>;
 
@@ -240,11 +241,8 @@ export class ActorInstance {
   /** Marks the actor busy; false when it is stopping, so the caller must activate it again. */
   acquire(): boolean {
     if (this.status !== "running") return false;
+    // The sleep timer stays armed: sleepIfIdle ignores a busy actor, and release() re-arms it.
     this.active++;
-    if (this.sleepTimer) {
-      clearTimeout(this.sleepTimer);
-      this.sleepTimer = undefined;
-    }
     return true;
   }
 
@@ -290,14 +288,20 @@ export class ActorInstance {
 
   private armSleep() {
     if (this.status !== "running" || this.active > 0) return;
-    clearTimeout(this.sleepTimer);
-    this.sleepTimer = undefined;
     // While saves fail, even a requested sleep waits for the normal timeout instead of spinning.
     const timeout =
       this.sleepRequested && !this.retryTimer ? 0 : (this.config.options?.sleepTimeout ?? DEFAULT_SLEEP_TIMEOUT);
+    // Every request ends here: re-arming the same timer is much cheaper than a new one.
+    if (this.sleepTimer && this.sleepTimerMs === timeout) {
+      this.sleepTimer.refresh();
+      return;
+    }
+    clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
     if (!Number.isFinite(timeout)) return;
     this.sleepTimer = setTimeout(() => this.sleepIfIdle(), timeout);
     this.sleepTimer.unref();
+    this.sleepTimerMs = timeout;
   }
 
   private sleepIfIdle() {

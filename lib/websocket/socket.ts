@@ -44,7 +44,10 @@ type Handler = ((this: unknown, event: Event) => unknown) | { handleEvent(event:
 type EventName = "open" | "message" | "error" | "close";
 
 /** USVString conversion: lone surrogates become U+FFFD (String.prototype.toWellFormed, Node ≥ 20). */
-const toUSV = (value: string): string => (value as string & { toWellFormed(): string }).toWellFormed();
+type WellFormed = string & { isWellFormed(): boolean; toWellFormed(): string };
+// The check allocates nothing; almost every string sent is already well formed.
+const toUSV = (value: string): string =>
+  (value as WellFormed).isWellFormed() ? value : (value as WellFormed).toWellFormed();
 
 /** WebIDL [Clamp] unsigned short. */
 function clampCode(value: unknown): number {
@@ -269,7 +272,7 @@ export class W3CWebSocket extends EventTarget {
       const guard = this.#guard;
       const target = this;
       wrapped = function (this: unknown, event: Event) {
-        guard(event, target, () => (typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event)));
+        guard(event, target, listener, this);
       };
       byType.set(id, wrapped);
     }
@@ -281,14 +284,14 @@ export class W3CWebSocket extends EventTarget {
    * Node 20 also clears currentTarget and eventPhase after the first listener of a dispatch; the
    * others get them back as own properties for the duration of their call.
    */
-  #guard = (event: Event, target: EventTarget, call: () => unknown) => {
+  #guard = (event: Event, target: EventTarget, listener: Handler, thisArg: unknown) => {
     const patched = event.currentTarget !== target;
     if (patched) {
       Object.defineProperty(event, "currentTarget", { value: target, configurable: true });
       Object.defineProperty(event, "eventPhase", { value: Event.AT_TARGET, configurable: true });
     }
     try {
-      const result = call();
+      const result = typeof listener === "function" ? listener.call(thisArg, event) : listener.handleEvent(event);
       if (result && typeof (result as Promise<unknown>).then === "function") {
         (result as Promise<unknown>).then(undefined, this.#listenerFailed);
       }
@@ -331,11 +334,27 @@ export class W3CWebSocket extends EventTarget {
       handler: handler as Function | null,
       listener: ((event: Event) => {
         const current = entry.handler;
-        if (current) this.#guard(event, this, () => current.call(this, event));
+        if (current) this.#guard(event, this, current as Handler, this);
       }) as EventListener,
     };
     this.#attributes[type] = entry;
     super.addEventListener(type, entry.listener);
+  }
+
+  #dispatchMessage(data: Uint8Array | string, binary: boolean) {
+    // Held messages are dropped too if the socket was closed before they could be dispatched.
+    if (this.#readyState !== OPEN) return;
+    let value: unknown = data;
+    if (binary) {
+      const bytes = typeof data === "string" ? Buffer.from(data) : data;
+      value =
+        this.#binaryType === "blob"
+          ? new Blob([bytes as Uint8Array<ArrayBuffer>])
+          : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    } else if (typeof data !== "string") {
+      value = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
+    }
+    this.dispatchEvent(new MessageEvent("message", { data: value, origin: this.#origin }));
   }
 
   #emit(dispatch: () => void) {
@@ -361,21 +380,9 @@ export class W3CWebSocket extends EventTarget {
       },
       message: (data, binary) => {
         if (this.#readyState !== OPEN) return;
-        this.#emit(() => {
-          // Held messages are dropped too if the socket was closed before they could be dispatched.
-          if (this.#readyState !== OPEN) return;
-          let value: unknown = data;
-          if (binary) {
-            const bytes = typeof data === "string" ? Buffer.from(data) : data;
-            value =
-              this.#binaryType === "blob"
-                ? new Blob([bytes as Uint8Array<ArrayBuffer>])
-                : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-          } else if (typeof data !== "string") {
-            value = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
-          }
-          this.dispatchEvent(new MessageEvent("message", { data: value, origin: this.#origin }));
-        });
+        // The common case dispatches at once, without a closure per message.
+        if (this.#held) this.#held.push(() => this.#dispatchMessage(data, binary));
+        else this.#dispatchMessage(data, binary);
       },
       error: () => {
         if (this.#failed) return;
