@@ -5,10 +5,9 @@ import { log, type Logger } from "../log";
 import type { SocketDriver, W3CWebSocket } from "./socket";
 import type { RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
-import { actorUrl, originOf } from "../http/request";
+import { actorUrl, originOf, type RouterHeaders } from "../http/request";
 import { isTransportEntry, parseProtocols, selectableProtocols, upgradeInfo } from "./upgrade";
 import { adaptWs } from "./ws-adapter";
-import type { RouterHeaders } from "../http/request";
 
 export interface WebSocketTarget {
   query: ParsedQuery;
@@ -22,6 +21,8 @@ export interface WebSocketOptions {
 }
 
 const MAX_REASON_BYTES = 123;
+/** HTTP statuses that become 4xxx close codes (400 → 4400 …); anything else is 1011. */
+const REFUSAL_STATUSES = new Set([400, 401, 403, 404, 409]);
 const noop = () => {};
 
 /** The close code and reason of SPEC §5 for anything thrown while setting up or running a socket. */
@@ -29,7 +30,7 @@ export function closeFor(err: unknown): { code: number; reason: string } {
   const { status, body } = publicError(err);
   if (status === 413) return { code: 1009, reason: "message_too_big" };
   if (body.code === "shutting_down") return { code: 1001, reason: "shutting_down" };
-  const code = status >= 400 && status < 500 && [400, 401, 403, 404, 409].includes(status) ? 4000 + status : 1011;
+  const code = REFUSAL_STATUSES.has(status) ? 4000 + status : 1011;
   return { code, reason: truncate(body.code) };
 }
 
@@ -49,6 +50,7 @@ export function readProtocolEntries(protocols: string[], rivet: RouterHeaders) {
     try {
       value = decodeURIComponent(entry.slice(dot + 1));
     } catch {
+      // Bad percent-encoding: a value no JSON parser accepts, so it is refused as invalid_query.
       value = "\u0000";
     }
     if (kind === "query") rivet.query = value;

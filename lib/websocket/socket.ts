@@ -78,6 +78,8 @@ export class W3CWebSocket extends EventTarget {
   #extensions = "";
   #binaryType: BinaryType;
   #bufferedAmount = 0;
+  #inFlight: number[] = [];
+  #inFlightHead = 0;
   #held: Array<() => void> | undefined;
   #sendQueue: Array<() => unknown> | undefined;
   #transportClosed = false;
@@ -158,7 +160,11 @@ export class W3CWebSocket extends EventTarget {
     let size: number;
     let binary = true;
     // Bytes are copied: the caller may reuse its buffer before a queued or backed-up frame is written.
-    if (data instanceof ArrayBuffer) {
+    if (typeof data === "string") {
+      payload = toUSV(data);
+      size = Buffer.byteLength(payload);
+      binary = false;
+    } else if (data instanceof ArrayBuffer) {
       payload = new Uint8Array(data.slice(0));
       size = data.byteLength;
     } else if (ArrayBuffer.isView(data)) {
@@ -177,22 +183,35 @@ export class W3CWebSocket extends EventTarget {
     }
     this.#bufferedAmount += size;
     if (this.#readyState !== OPEN) return;
-    const write = (bytes: Uint8Array | string) => {
-      // A queued frame whose socket failed meanwhile stays counted, as after close().
-      if (this.#transportClosed) return;
-      this.#transport.send(bytes, binary, (err) => {
-        if (!err) this.#bufferedAmount -= size;
-      });
-    };
     if (payload instanceof Blob || this.#sendQueue) {
       const blob = payload;
       this.#enqueueSend(async () => {
-        write(blob instanceof Blob ? new Uint8Array(await blob.arrayBuffer()) : blob);
+        this.#write(blob instanceof Blob ? new Uint8Array(await blob.arrayBuffer()) : blob, binary, size);
       });
       return;
     }
-    write(payload);
+    this.#write(payload, binary, size);
   }
+
+  #write(bytes: Uint8Array | string, binary: boolean, size: number) {
+    // A queued frame whose socket failed meanwhile stays counted, as after close().
+    if (this.#transportClosed) return;
+    this.#inFlight.push(size);
+    this.#transport.send(bytes, binary, this.#written);
+  }
+
+  /**
+   * Transports call back once per frame, in send order: one shared callback and a FIFO of sizes
+   * cost less than a closure per send.
+   */
+  #written = (err?: Error) => {
+    const size = this.#inFlight[this.#inFlightHead++];
+    if (this.#inFlightHead === this.#inFlight.length) {
+      this.#inFlight.length = 0;
+      this.#inFlightHead = 0;
+    }
+    if (!err) this.#bufferedAmount -= size;
+  };
 
   /**
    * Blob reads are async; everything sent after one, and a close() behind it, waits its turn so
@@ -352,7 +371,7 @@ export class W3CWebSocket extends EventTarget {
           ? new Blob([bytes as Uint8Array<ArrayBuffer>])
           : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     } else if (typeof data !== "string") {
-      value = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
+      value = (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString("utf8");
     }
     this.dispatchEvent(new MessageEvent("message", { data: value, origin: this.#origin }));
   }
