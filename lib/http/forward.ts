@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ActorDefinition } from "../actor/definition";
 import { errors } from "../errors";
 import { parseQuery } from "../registry/query";
+import type { RegistryCore } from "../registry/core";
 import { coreOf, type Registry } from "../registry/setup";
 import { DEFAULT_MAX_BODY_SIZE } from "./middleware";
 import { sendError } from "./response";
@@ -33,15 +34,8 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
   options: ForwardOptions<R, keyof Use & string>,
 ) {
   const core = coreOf(registry);
-  if (!options || typeof options.name !== "string" || typeof options.key !== "function") {
-    throw new TypeError("forwardToActor(): `name` (string) and `key` (function) are required");
-  }
-  // A misspelled name fails at startup rather than as a 404 on every request.
-  if (!Object.prototype.hasOwnProperty.call(core.definitions, options.name)) {
-    throw new TypeError(`forwardToActor(): the registry has no actor named "${options.name}"`);
-  }
+  checkForwardOptions(core, options, "forwardToActor");
   const http = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
-  const skipAuth = options.auth === "skip";
 
   return function forwardToActorHandler(req: R, res: ServerResponse, next: Next) {
     if (req.headers.upgrade?.toLowerCase() === "websocket") {
@@ -52,17 +46,39 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
     let headers;
     try {
       headers = splitHeaders(req).headers;
-      const key = options.key(req);
-      const query = parseQuery({
-        getOrCreateForKey: { name: options.name, key, input: options.input?.(req) },
-      });
-      const path = options.path ? options.path(req) : req.url;
-      if (typeof path !== "string") throw errors.invalidRequest("forwardToActor(): path(req) must return a string");
-      target = { query, params: options.params?.(req), path, skipAuth };
+      target = forwardTarget(options, req, req.url, "forwardToActor");
     } catch (err) {
       sendError(res, err);
       return;
     }
     serveFetch(core, req, res, headers, target, http).catch(next);
   };
+}
+
+/** What forwardToActor and forwardWebSocketToActor share: how a route names its actor. */
+export interface ForwardTargetOptions<R> {
+  name: string;
+  key: (req: R) => string | string[];
+  path?: (req: R) => string;
+  params?: (req: R) => unknown;
+  input?: (req: R) => unknown;
+  auth?: "run" | "skip";
+}
+
+/** Checked once, when the route is set up: a misspelled name fails at startup, not on every request. */
+export function checkForwardOptions(core: RegistryCore, options: ForwardTargetOptions<never>, fn: string) {
+  if (!options || typeof options.name !== "string" || typeof options.key !== "function") {
+    throw new TypeError(`${fn}(): \`name\` (string) and \`key\` (function) are required`);
+  }
+  if (!Object.prototype.hasOwnProperty.call(core.definitions, options.name)) {
+    throw new TypeError(`${fn}(): the registry has no actor named "${options.name}"`);
+  }
+}
+
+/** The get-or-create target of one forwarded request; throws on a bad key or path. */
+export function forwardTarget<R>(options: ForwardTargetOptions<R>, req: R, defaultPath: string, fn: string) {
+  const query = parseQuery({ getOrCreateForKey: { name: options.name, key: options.key(req), input: options.input?.(req) } });
+  const path = options.path ? options.path(req) : defaultPath;
+  if (typeof path !== "string") throw errors.invalidRequest(`${fn}(): path(req) must return a string`);
+  return { query, params: options.params?.(req), path, skipAuth: options.auth === "skip" };
 }
