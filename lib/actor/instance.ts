@@ -197,10 +197,8 @@ export class ActorInstance {
     this.queued = undefined;
     const version = this.changes;
     if (this.saved >= version) return RESOLVED;
-    if (this.saveTimer) {
-      clearTimeout(this.saveTimer);
-      this.saveTimer = undefined;
-    }
+    // A pending throttled save stays armed: it finds nothing dirty, and a request that changes
+    // state then costs no new timer (one per stateSaveInterval instead of one per request).
     let text: string;
     try {
       text = this.state === undefined ? "null" : serializeState(this.state);
