@@ -676,5 +676,50 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       await sleep(20);
       await expectAlive(base.url);
     });
+
+    it("aborts clones, copies and an upstream fetch(request) when the client leaves", async () => {
+      // An upstream that never answers: only the abort can end the actor's fetch.
+      const upstream = http.createServer(() => {});
+      await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+      const upstreamUrl = `http://127.0.0.1:${(upstream.address() as { port: number }).port}/hang`;
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => (entered = r));
+      let report!: (seen: unknown) => void;
+      const outcome = new Promise<unknown>((r) => (report = r));
+      handler = async (req) => {
+        const clone = req.clone();
+        const copy = new Request(req);
+        const proxied = fetch(new Request(upstreamUrl, req)).then(
+          () => "answered",
+          (err: Error) => err.name,
+        );
+        entered();
+        await new Promise((resolve) => req.signal.addEventListener("abort", resolve));
+        report({
+          clone: clone.signal.aborted,
+          copy: copy.signal.aborted,
+          reason: (copy.signal.reason as Error).name,
+          fetch: await proxied,
+        });
+        return new Response("too late");
+      };
+      try {
+        const client = http.get(`${base.url}${BASE}/proxy`, { headers: { "X-RivetKit-Actor-Query": QUERY } });
+        client.on("error", () => {});
+        await within(inside, "the handler");
+        await sleep(50);
+        client.destroy();
+        expect(await within(outcome, "the abort to reach the copies")).toEqual({
+          clone: true,
+          copy: true,
+          reason: "AbortError",
+          fetch: "AbortError",
+        });
+      } finally {
+        upstream.closeAllConnections();
+        upstream.close();
+      }
+      await expectAlive(base.url);
+    });
   });
 });

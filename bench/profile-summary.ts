@@ -17,12 +17,14 @@ interface CpuProfile {
 }
 
 const ROOT = path.resolve(__dirname, "..");
+// The bench runs the compiled dist/; tsx runs of lib/ count as the library too.
+const LIB_DIRS = ["lib", "dist"].map((dir) => path.join(ROOT, dir) + "/");
 
 /** The code a URL belongs to, coarse enough to tell the library's cost from the platform's. */
 function areaOf(url: string, functionName: string): string {
   if (!url) return functionName.startsWith("(") ? functionName : "native (V8 builtins, C++)";
   const file = url.replace(/^file:\/\//, "");
-  if (file.startsWith(path.join(ROOT, "lib") + "/")) return "express-actors lib/";
+  if (LIB_DIRS.some((dir) => file.startsWith(dir))) return "express-actors (lib/, built to dist/)";
   if (file.startsWith(path.join(ROOT, "bench") + "/")) return "bench/";
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file);
   // tsx compiling and loading modules: startup, not per-request work.
@@ -39,7 +41,7 @@ function shortUrl(url: string): string {
 }
 
 const ROOT_URL = "file://" + ROOT + "/";
-const LIB_URL = ROOT_URL + "lib/";
+const LIB_URLS = LIB_DIRS.map((dir) => "file://" + dir);
 
 export function summarizeProfile(file: string, top = 15): string {
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
@@ -70,7 +72,7 @@ export function summarizeProfile(file: string, top = 15): string {
     const onStack = new Set<string>();
     for (let id: number | undefined = node.id; id !== undefined; id = parentOf.get(id)) {
       const frame = byId.get(id)!.callFrame;
-      if (frame.url.startsWith(LIB_URL)) onStack.add(nameOf(frame));
+      if (LIB_URLS.some((url) => frame.url.startsWith(url))) onStack.add(nameOf(frame));
     }
     for (const name of onStack) add(libTotal, name, us);
   }

@@ -40,6 +40,16 @@ const { app } = expressWs(express());
 app.get("/plain", (_req, res) => {
   res.json(payload);
 });
+// The plain route plus the two W3C objects every onFetch path creates, written the cheapest way
+// (writeHead + end, no ETag), and nothing else: no headers copied, no signal, no actor. A lower
+// bound for any router that hands real W3C objects to the actor on this Node, not a product path.
+app.get("/w3c-floor", (req, res) => {
+  void new Request(`http://${req.headers.host}${req.url}`, { method: req.method });
+  const response = Response.json(payload);
+  const text = JSON.stringify(payload);
+  res.writeHead(response.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+});
 app.get("/forward", forwardToActor(registry, { name: "hello", key: () => ["a"], path: () => "/" }));
 app.get("/server-client", async (_req, res) => {
   const response = await client.hello.getOrCreate(["a"]).fetch("/");
@@ -47,6 +57,15 @@ app.get("/server-client", async (_req, res) => {
 });
 // Text stays text: ws hands the listener a Buffer, which it would otherwise send back as binary.
 app.ws("/echo", (ws) => ws.on("message", (m, isBinary) => ws.send(m, { binary: isBinary })));
+// The plain echo plus what the W3C surface forces on any onWebSocket path, and nothing else: text
+// decoded to a string for a MessageEvent, dispatched through an EventTarget, sent back as a string.
+app.ws("/w3c-floor", (ws) => {
+  const target = new EventTarget();
+  target.addEventListener("message", (e) => ws.send((e as MessageEvent).data));
+  ws.on("message", (m: Buffer, isBinary) => {
+    target.dispatchEvent(new MessageEvent("message", { data: isBinary ? m : m.toString("utf8") }));
+  });
+});
 app.use("/registry", actorMiddleware(registry));
 
 const server = app.listen(0, "127.0.0.1", () => {
