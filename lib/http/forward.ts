@@ -6,7 +6,7 @@ import type { RegistryCore } from "../registry/core";
 import { coreOf, type Registry } from "../registry/setup";
 import { DEFAULT_MAX_BODY_SIZE } from "./middleware";
 import { sendError } from "./response";
-import { serveFetch, splitHeaders } from "./serve";
+import { serveFetch } from "./serve";
 
 type Req = IncomingMessage & { url: string };
 
@@ -43,15 +43,13 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
       return;
     }
     let target;
-    let headers;
     try {
-      headers = splitHeaders(req).headers;
       target = forwardTarget(options, req, req.url, "forwardToActor");
     } catch (err) {
       sendError(res, err);
       return;
     }
-    serveFetch(core, req, res, headers, target, http).catch(next);
+    serveFetch(core, req, res, target, http).catch(next);
   };
 }
 

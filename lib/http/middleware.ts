@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Registry } from "../registry/setup";
 import { coreOf } from "../registry/setup";
 import { HEALTH_PATH, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
-import { actorUrl, originOf } from "./request";
+import { actorUrl, originOf, routerHeadersOf } from "./request";
 import { sendError } from "./response";
 import { readRouterHeaders, serveFetch, splitHeaders, type HttpOptions } from "./serve";
 import { routeWebSocket } from "../websocket/route";
@@ -46,17 +46,14 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
 
     if (raw) {
       let target;
-      let headers;
       try {
-        const split = splitHeaders(req);
-        headers = split.headers;
-        const { query, params } = readRouterHeaders(split.rivet);
+        const { query, params } = readRouterHeaders(routerHeadersOf(req.rawHeaders));
         target = { query, params, path: url.slice(RAW_HTTP_PATH.length), skipAuth: false };
       } catch (err) {
         sendError(res, err);
         return;
       }
-      serveFetch(core, req, res, headers, target, http).catch(next);
+      serveFetch(core, req, res, target, http).catch(next);
       return;
     }
     if (pathname === RESOLVE_PATH && req.method === "POST") {

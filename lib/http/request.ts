@@ -3,7 +3,7 @@ import { errors } from "../errors";
 import { log } from "../log";
 import { HEADER_CONN_PARAMS, HEADER_ENCODING, HEADER_QUERY, HEADER_QUERY_ALIAS, INTERNAL_HEADER_PREFIX } from "../protocol";
 
-/** The X-RivetKit-* headers of a request, read in the same pass that copies the others. */
+/** The X-RivetKit-* headers of a request (SPEC §2); the first of each wins. */
 export interface RouterHeaders {
   query?: string;
   queryAlias?: string;
@@ -32,30 +32,43 @@ const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::\d{1,5})?$
 const STREAM_HIGH_WATER = 64 * 1024;
 const noop = () => {};
 
-/** Copies headers from rawHeaders (duplicates kept, order kept), holding back every X-RivetKit-* one. */
-export function copyHeaders(raw: string[], rivet: RouterHeaders): Headers {
-  const headers = new Headers();
+const isInternal = (name: string) =>
+  name.length >= INTERNAL_HEADER_PREFIX.length &&
+  (name.charCodeAt(0) | 32) === 120 /* x */ &&
+  name.toLowerCase().startsWith(INTERNAL_HEADER_PREFIX);
+
+/** Reads the X-RivetKit-* headers from rawHeaders. */
+export function routerHeadersOf(raw: string[]): RouterHeaders {
+  const rivet: RouterHeaders = {};
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
-    if (name.length >= INTERNAL_HEADER_PREFIX.length && (name.charCodeAt(0) | 32) === 120 /* x */) {
-      const lower = name.toLowerCase();
-      if (lower.startsWith(INTERNAL_HEADER_PREFIX)) {
-        const value = raw[i + 1];
-        if (lower === HEADER_QUERY) rivet.query ??= value;
-        else if (lower === HEADER_QUERY_ALIAS) rivet.queryAlias ??= value;
-        else if (lower === HEADER_ENCODING) rivet.encoding ??= value;
-        else if (lower === HEADER_CONN_PARAMS) rivet.params ??= value;
-        continue;
-      }
-    }
-    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (!isInternal(name)) continue;
+    const lower = name.toLowerCase();
+    const value = raw[i + 1];
+    if (lower === HEADER_QUERY) rivet.query ??= value;
+    else if (lower === HEADER_QUERY_ALIAS) rivet.queryAlias ??= value;
+    else if (lower === HEADER_ENCODING) rivet.encoding ??= value;
+    else if (lower === HEADER_CONN_PARAMS) rivet.params ??= value;
+  }
+  return rivet;
+}
+
+/**
+ * Appends headers from rawHeaders to `into` (duplicates kept, order kept), holding back every
+ * X-RivetKit-* one, HTTP/2 pseudo-headers and the lower-case names in `skip`.
+ */
+export function copyHeaders(raw: string[], into: Headers, skip?: ReadonlySet<string>): Headers {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (isInternal(name) || name.charCodeAt(0) === 58 /* : */) continue;
+    if (skip?.has(name.toLowerCase())) continue;
     try {
-      headers.append(name, raw[i + 1]);
+      into.append(name, raw[i + 1]);
     } catch {
       throw errors.invalidRequest(`Header ${JSON.stringify(name)} has an invalid value`);
     }
   }
-  return headers;
+  return into;
 }
 
 /** The incoming origin, trusting X-Forwarded-* exactly as far as the app's `trust proxy` setting does. */
@@ -81,19 +94,29 @@ function defaultProtocol(req: IncomingMessage): string {
 
 const isSlash = (code: number) => code === 47 /* / */ || code === 92 /* \ */;
 
-/** origin + path + search, with exactly one leading slash and no fragment (SPEC §2). */
-export function actorUrl(origin: string, pathAndSearch: string): string {
+/**
+ * origin + path + search, with exactly one leading slash and no fragment (SPEC §2), not yet parsed:
+ * the Request constructor parses it anyway, so the hot path does not parse it twice.
+ */
+export function actorUrlText(origin: string, pathAndSearch: string): string {
   // The URL parser reads `\` as `/` in http(s) paths, so `/\evil.com` would name another host.
   let start = 0;
   while (isSlash(pathAndSearch.charCodeAt(start))) start++;
   let rest = pathAndSearch.slice(start);
   if (rest.includes("#")) rest = rest.replace(/#/g, "%23");
+  return origin + "/" + rest;
+}
+
+/** actorUrlText, parsed and normalized. */
+export function actorUrl(origin: string, pathAndSearch: string): string {
   try {
-    return new URL("/" + rest, origin).href;
+    return new URL(actorUrlText(origin, pathAndSearch)).href;
   } catch {
-    throw errors.invalidRequest("The request path cannot be parsed as a URL");
+    throw badUrl();
   }
 }
+
+const badUrl = () => errors.invalidRequest("The request path cannot be parsed as a URL");
 
 /**
  * What request.signal follows. undici takes any object with `aborted` and `addEventListener` as
@@ -154,19 +177,23 @@ function clientSignalWorks(): boolean {
   }
 }
 
-/** Builds the W3C Request an actor sees from an Express request. */
-export function buildRequest(
-  req: ExpressLikeRequest,
-  res: ServerResponse,
-  url: string,
-  headers: Headers,
-  maxBodySize: number,
-): BuiltRequest {
+/** A rebuilt body is described anew: the parser may have inflated gzip and de-chunked it. */
+const WIRE_BODY_HEADERS: ReadonlySet<string> = new Set(["content-encoding", "transfer-encoding", "content-length"]);
+
+/**
+ * Builds the W3C Request an actor sees from an Express request. `url` comes from actorUrlText;
+ * the headers go straight into the Request's own list, so they are validated and copied once.
+ */
+export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: string, maxBodySize: number): BuiltRequest {
   const method = req.method ?? "GET";
   let body: BodyInit | null = null;
+  let rebuilt: Uint8Array | undefined;
   let source: BodySource | undefined;
   if (!BODYLESS.has(method)) {
-    if (bodyWasConsumed(req)) body = rebuildBody(req, headers, maxBodySize);
+    if (bodyWasConsumed(req)) {
+      rebuilt = rebuildBody(req, maxBodySize);
+      body = rebuilt as BodyInit;
+    }
     else if (hasBody(req)) {
       source = new BodySource(req, maxBodySize);
       body = source.stream;
@@ -179,24 +206,31 @@ export function buildRequest(
     if (!res.writableFinished) signal.abort(new DOMException("The client went away", "AbortError"));
   };
   res.on("close", onClose);
+  const dispose = () => {
+    res.off("close", onClose);
+    source?.dispose();
+  };
 
   let request: Request;
   try {
-    request = new Request(url, { method, headers, body, signal: signal.signal, duplex: "half" } as RequestInit);
+    request = new Request(url, { method, body, signal: signal.signal, duplex: "half" } as RequestInit);
   } catch {
-    res.off("close", onClose);
-    source?.dispose();
-    throw errors.methodNotAllowed(method);
+    dispose();
+    throw URL.canParse(url) ? errors.methodNotAllowed(method) : badUrl();
   }
+  try {
+    copyHeaders(req.rawHeaders, request.headers, rebuilt && WIRE_BODY_HEADERS);
+  } catch (err) {
+    dispose();
+    throw err;
+  }
+  if (rebuilt) request.headers.set("content-length", String(rebuilt.byteLength));
   return {
     request,
     get overflowed() {
       return source?.overflowed ?? false;
     },
-    dispose() {
-      res.off("close", onClose);
-      source?.dispose();
-    },
+    dispose,
   };
 }
 
@@ -211,26 +245,24 @@ function bodyWasConsumed(req: ExpressLikeRequest): boolean {
   return req._body === true || req.readableEnded;
 }
 
-/** A body some middleware already read, rebuilt from what it left behind; still bound by maxBodySize. */
-function rebuildBody(req: ExpressLikeRequest, headers: Headers, limit: number): BodyInit {
+/**
+ * A body some middleware already read, rebuilt from what it left behind; still bound by maxBodySize.
+ * Always bytes: a string body would make the Request add its own text/plain content-type.
+ */
+function rebuildBody(req: ExpressLikeRequest, limit: number): Uint8Array {
   const source = req.rawBody ?? req.body;
-  let bytes: Uint8Array | string;
-  if (Buffer.isBuffer(source) || source instanceof Uint8Array) bytes = source;
-  else if (typeof source === "string") bytes = source;
+  let bytes: Uint8Array;
+  if (source instanceof Uint8Array) bytes = source;
+  else if (typeof source === "string") bytes = Buffer.from(source);
   else if (source !== null && typeof source === "object") {
-    const type = headers.get("content-type") ?? "";
-    bytes = type.includes("application/x-www-form-urlencoded") ? formEncode(source) : JSON.stringify(source);
+    const type = req.headers["content-type"] ?? "";
+    bytes = Buffer.from(type.includes("application/x-www-form-urlencoded") ? formEncode(source) : JSON.stringify(source));
   } else {
     log.warn("a middleware read the request body and left no req.body; the actor gets an empty body");
-    bytes = "";
+    bytes = new Uint8Array(0);
   }
-  // The parser may have inflated gzip and de-chunked: describe the body we hand on, not the wire one.
-  headers.delete("content-encoding");
-  headers.delete("transfer-encoding");
-  const length = typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.byteLength;
-  if (length > limit) throw errors.payloadTooLarge(limit);
-  headers.set("content-length", String(length));
-  return bytes as BodyInit;
+  if (bytes.byteLength > limit) throw errors.payloadTooLarge(limit);
+  return bytes;
 }
 
 /** Parsed form fields back to a form body: repeated keys for arrays, qs-style brackets for nesting. */

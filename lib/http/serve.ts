@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
 import type { RegistryCore } from "../registry/core";
 import { parseQueryText, type ParsedQuery } from "../registry/query";
-import { actorUrl, buildRequest, copyHeaders, originOf, type RouterHeaders } from "./request";
+import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type RouterHeaders } from "./request";
 import { sendError, sendResponse } from "./response";
 
 export interface HttpOptions {
@@ -41,7 +41,6 @@ export async function serveFetch(
   core: RegistryCore,
   req: IncomingMessage,
   res: ServerResponse,
-  headers: Headers,
   target: FetchTarget,
   options: HttpOptions,
 ): Promise<void> {
@@ -52,7 +51,7 @@ export async function serveFetch(
   }
   let built;
   try {
-    built = buildRequest(req, res, actorUrl(originOf(req), target.path), headers, options.maxBodySize);
+    built = buildRequest(req, res, actorUrlText(originOf(req), target.path), options.maxBodySize);
   } catch (err) {
     sendError(res, err);
     return;
@@ -82,8 +81,7 @@ export async function serveFetch(
   }
 }
 
-/** Builds headers for the actor's request and reads the router headers in the same pass. */
+/** The headers an actor's onAuth and onWebSocket see, and the router headers beside them. */
 export function splitHeaders(req: IncomingMessage): { headers: Headers; rivet: RouterHeaders } {
-  const rivet: RouterHeaders = {};
-  return { headers: copyHeaders(req.rawHeaders, rivet), rivet };
+  return { headers: copyHeaders(req.rawHeaders, new Headers()), rivet: routerHeadersOf(req.rawHeaders) };
 }

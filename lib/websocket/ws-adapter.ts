@@ -37,7 +37,8 @@ export function adaptWs(ws: WsSocket, req: IncomingMessage, options: AdaptOption
   const driver = driverOf(socket);
   ws.binaryType = "nodebuffer";
   limitMessageSize(ws, options.maxMessageSize, driver);
-  ws.on("message", (data: Buffer, isBinary: boolean) => driver.message(data, isBinary));
+  // ws calls it with (data, isBinary), exactly the driver's arguments: no wrapper on the hot path.
+  ws.on("message", driver.message);
   ws.on("error", () => driver.error());
   ws.on("close", (code: number, reason: Buffer) => driver.closed(code, reason.toString("utf8"), code !== 1006));
   // The upgrade hook held the frames until now, so nothing arrived before these listeners.
