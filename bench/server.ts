@@ -1,6 +1,7 @@
 // The server side of the HTTP and WebSocket cases, in its own process (pinned to its own core by
 // the runner) so the load generator never competes with it. Usage: server.ts memory|file
 import { mkdtempSync, rmSync } from "node:fs";
+import type { ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -8,6 +9,9 @@ import express from "express";
 import expressWs from "express-ws";
 import { actor, actorMiddleware, fileStore, forwardToActor, memoryStore, setup } from "express-actors";
 import { sendToRunner } from "./common";
+
+// Internal, from the compiled dist/ like the rest of the library here; typed from the sources.
+const { actorUrlText, buildRequest, originOf } = require("../dist/http/request") as typeof import("../lib/http/request");
 
 const payload = { hello: "world", n: 1 };
 
@@ -43,12 +47,21 @@ app.get("/plain", (_req, res) => {
 // The plain route plus the two W3C objects every onFetch path creates, written the cheapest way
 // (writeHead + end, no ETag), and nothing else: no headers copied, no signal, no actor. A lower
 // bound for any router that hands real W3C objects to the actor on this Node, not a product path.
-app.get("/w3c-floor", (req, res) => {
-  void new Request(`http://${req.headers.host}${req.url}`, { method: req.method });
-  const response = Response.json(payload);
+function writeJson(res: ServerResponse, response: Response) {
   const text = JSON.stringify(payload);
   res.writeHead(response.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
+}
+app.get("/w3c-floor", (req, res) => {
+  void new Request(`http://${req.headers.host}${req.url}`, { method: req.method });
+  writeJson(res, Response.json(payload));
+});
+// The same plus the Request the contract asks for (the client's headers, a signal that follows the
+// client), built by the library's own code: still no routing, actor, auth or response mapping.
+app.get("/contract-request", (req, res) => {
+  const built = buildRequest(req, res, actorUrlText(originOf(req), req.url), 1 << 20);
+  writeJson(res, Response.json(payload));
+  built.dispose();
 });
 app.get("/forward", forwardToActor(registry, { name: "hello", key: () => ["a"], path: () => "/" }));
 app.get("/server-client", async (_req, res) => {
