@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Child, pinLoadGenerator } from "./children";
-import { summarize } from "./common";
+import { msSince, summarize } from "./common";
 import { httpRound, wsRound, type Round } from "./load";
 import { summarizeProfile } from "./profile-summary";
 
@@ -78,6 +78,8 @@ interface Measured {
   p99: number;
   /** Server CPU time per request or round trip, µs, over every measured round. */
   cpu: number;
+  /** Server CPU time / wall time of the measured rounds: near 1, the server is what limits the rate. */
+  busy: number;
 }
 
 /**
@@ -91,6 +93,7 @@ async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measu
   const rates: number[][] = cases.map(() => []);
   const latencies: number[][] = cases.map(() => []);
   const cpuMicros = cases.map(() => 0);
+  const wallMicros = cases.map(() => 0);
   const errors: (string | undefined)[] = cases.map(() => undefined);
   try {
     const ports = await Promise.all(servers.map(async (server) => (await server.message("ready", 30_000)).port));
@@ -100,9 +103,11 @@ async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measu
         if (errors[i]) continue;
         try {
           const cpuBefore = await servers[i].cpuMicros();
+          const started = process.hrtime.bigint();
           const r = await cases[i].round(`127.0.0.1:${ports[i]}`, round < 0 ? timing.warmupS : timing.roundS);
           if (round < 0) continue;
           cpuMicros[i] += (await servers[i].cpuMicros()) - cpuBefore;
+          wallMicros[i] += msSince(started) * 1000;
           rates[i].push(r.rate);
           for (const v of r.latencies) latencies[i].push(v);
         } catch (err) {
@@ -118,7 +123,8 @@ async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measu
   return cases.map((c, i) => {
     const error = errors[i];
     if (error === undefined) {
-      return { rate: summarize(rates[i]).p50, cpu: cpuMicros[i] / latencies[i].length, ...summarize(latencies[i]) };
+      const cpu = cpuMicros[i] / latencies[i].length;
+      return { rate: summarize(rates[i]).p50, cpu, busy: cpuMicros[i] / wallMicros[i], ...summarize(latencies[i]) };
     }
     failed(benchmark, c.label, error);
     return undefined;
@@ -128,7 +134,7 @@ async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measu
 function addRate(benchmark: string, label: string, m: Measured | undefined, unit: string, base: Measured | undefined) {
   if (!m) return;
   const ratio = base ? times(m.rate / base.rate) : "";
-  const cpu = `${count(m.cpu)} µs` + (base ? ` (${times(m.cpu / base.cpu)})` : "");
+  const cpu = `${count(m.cpu)} µs` + (base ? ` (${times(m.cpu / base.cpu)})` : "") + `, ${Math.round(m.busy * 100)}% busy`;
   rows.push({ benchmark, case: label, result: `${count(m.rate)} ${unit}`, ratio, p50: ms(m.p50), p99: ms(m.p99), cpu });
 }
 
@@ -335,7 +341,9 @@ async function main() {
       `${timing.rounds} rounds of ${timing.roundS} s per case, interleaved; rate = the median round, p50/p99 over ` +
       "all measured rounds. Ratios vs (a), vs plain express-ws, and vs memoryStore. Server CPU per op = the " +
       "server process's CPU time (all threads) during the measured rounds / requests or round trips: a cost that " +
-      "other load on the machine skews far less than req/s.",
+      "other load on the machine skews far less than req/s. Busy = that CPU time / the rounds' wall time: a " +
+      "rate ratio compares server costs only when the server is near 100% busy in both cases; well below, the " +
+      "load generator (or the machine) set the pace.",
     "- Lower bounds: HTTP (e) is a plain route plus only the two W3C objects every onFetch path creates " +
       "(a `new Request` with no headers and no signal, the handler's `Response.json`), written with writeHead + " +
       "end; the WebSocket one is the plain echo plus a string decode, a `MessageEvent` dispatched through an " +
