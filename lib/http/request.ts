@@ -32,17 +32,17 @@ const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::\d{1,5})?$
 const STREAM_HIGH_WATER = 64 * 1024;
 const noop = () => {};
 
-const isInternal = (name: string) =>
-  name.length >= INTERNAL_HEADER_PREFIX.length &&
-  (name.charCodeAt(0) | 32) === 120 /* x */ &&
-  name.toLowerCase().startsWith(INTERNAL_HEADER_PREFIX);
+// Most header names fail the cheap test, so few are lower-cased.
+const mayBeInternal = (name: string) =>
+  name.length >= INTERNAL_HEADER_PREFIX.length && (name.charCodeAt(0) | 32) === 120; /* x */
+const isInternal = (name: string) => mayBeInternal(name) && name.toLowerCase().startsWith(INTERNAL_HEADER_PREFIX);
 
 /** Reads the X-RivetKit-* headers from rawHeaders. */
 export function routerHeadersOf(raw: string[]): RouterHeaders {
   const rivet: RouterHeaders = {};
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
-    if (!isInternal(name)) continue;
+    if (!mayBeInternal(name)) continue;
     const lower = name.toLowerCase();
     const value = raw[i + 1];
     if (lower === HEADER_QUERY) rivet.query ??= value;
@@ -142,7 +142,8 @@ class ClientSignal {
     this.listener = undefined;
   }
 
-  // undici raises the listener limit through events.getMaxListeners / setMaxListeners.
+  // undici raises an outer signal's listener limit with events.getMaxListeners / setMaxListeners,
+  // which accept an object with these methods (as they do an EventEmitter) instead of throwing.
   getMaxListeners() {
     return Infinity;
   }
