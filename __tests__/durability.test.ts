@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { actor, fileStore, setup } from "express-actors";
+import { counter } from "./fixtures/counter-actor";
 import { listen } from "./helpers/servers";
 import {
   RAW,
@@ -14,16 +15,6 @@ import {
   tempDir,
   waitFor,
 } from "./helpers/actor-harness";
-
-const counter = actor({
-  state: { count: 0 },
-  onAuth: () => null,
-  onFetch: (c, req) => {
-    if (req.method === "POST") c.state.count++;
-    return Response.json(c.state);
-  },
-  options: { stateSaveInterval: 60_000, sleepTimeout: 60_000 },
-});
 
 describe("saving before the response", () => {
   const store = new TestStore();
