@@ -149,7 +149,7 @@ describe("README: a first actor", () => {
       const callback = args.find((a) => typeof a === "function") as (() => void) | undefined;
       return listen.call(this, 0, "127.0.0.1", callback);
     } as typeof http.Server.prototype.listen;
-    let serverModule: { registry: { shutdown(): Promise<void> } };
+    let serverModule: { registry?: { shutdown(): Promise<void> } } | undefined;
     try {
       fs.writeFileSync(path.join(dir, "server-run.ts"), asProjectFile(serverSnippet!));
       serverModule = require(path.join(dir, "server-run.ts"));
@@ -188,7 +188,7 @@ describe("README: a first actor", () => {
     } finally {
       server?.close();
       server?.closeAllConnections();
-      await serverModule!.registry.shutdown();
+      await serverModule?.registry?.shutdown(); // no registry when the snippet stops exporting it: a failure above
     }
   });
 });
