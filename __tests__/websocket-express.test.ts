@@ -56,6 +56,25 @@ async function roundTrip(client: WsClient, text = "hi"): Promise<string> {
   return reply.text;
 }
 
+describe("the ws that express-ws brings", () => {
+  const expected = process.env.EXPRESS_ACTORS_TEST_WS === "8" ? "8" : "7";
+  it(`is ws ${expected} in this run (7 as a user's install has it, 8 when an app forces it)`, async () => {
+    const app = await startWsApp({
+      express: express5,
+      registry,
+      before: (server) => server.ws("/which", (ws: { pause?: unknown; send(data: string): void }) => ws.send(typeof ws.pause === "function" ? "8" : "7")),
+    });
+    try {
+      const client = new WsClient(`${app.wsUrl}/which`);
+      const [reply] = await client.received(1);
+      expect(reply.text).toBe(expected);
+      client.ws.close();
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe.each(expressVersions)("$label", ({ express, label }) => {
   describe.each([
     { mount: "/registry", ownServer: false },

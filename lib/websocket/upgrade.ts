@@ -5,6 +5,7 @@ import type { Duplex } from "node:stream";
 import type { WebSocket as WsSocket } from "ws";
 import { log } from "../log";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
+import { pauseWs, resumeWs } from "./ws-compat";
 
 /**
  * express-ws handshakes every upgrade before routing, then lets Express route it. That loses
@@ -109,7 +110,7 @@ function holdUntilRouted(req: http.IncomingMessage, protocols: string[]) {
     clearTimeout(timer);
     timer = undefined;
     delete (ws as { close?: unknown }).close;
-    ws.resume();
+    resumeWs(ws);
   };
   const info: UpgradeInfo = { url: req.url ?? "/", protocols, release };
   Object.defineProperties(req, {
@@ -121,7 +122,7 @@ function holdUntilRouted(req: http.IncomingMessage, protocols: string[]) {
       set(value: WsSocket | undefined) {
         ws = value;
         if (!value || timer) return;
-        value.pause();
+        pauseWs(value);
         timer = setTimeout(release, RELEASE_AFTER_MS);
         timer.unref();
         const close = value.close;

@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { driverOf, W3CWebSocket, type SocketDriver } from "./socket";
 import { releaseUpgrade } from "./upgrade";
+import { onWsMessage } from "./ws-compat";
 
 export interface AdaptOptions {
   url: string;
@@ -13,7 +14,7 @@ export interface AdaptOptions {
 const BINARY = { binary: true } as const;
 const TEXT = { binary: false } as const;
 
-/** Private parts of ws 8 we rely on (pinned through package.json overrides; covered by tests). */
+/** Private parts of ws 7 and 8 we rely on (both covered by the WebSocket suite). */
 interface WsReceiver {
   _maxPayload?: number;
   prependListener(event: "error", listener: (err: Error & { code?: string }) => void): void;
@@ -37,10 +38,11 @@ export function adaptWs(ws: WsSocket, req: IncomingMessage, options: AdaptOption
   const driver = driverOf(socket);
   ws.binaryType = "nodebuffer";
   limitMessageSize(ws, options.maxMessageSize, driver);
-  // ws calls it with (data, isBinary), exactly the driver's arguments: no wrapper on the hot path.
-  ws.on("message", driver.message);
+  // On ws 8 the driver's own function is the listener: no wrapper on the hot path.
+  onWsMessage(ws, driver.message);
   ws.on("error", () => driver.error());
-  ws.on("close", (code: number, reason: Buffer) => driver.closed(code, reason.toString("utf8"), code !== 1006));
+  // ws 8 gives the reason as a Buffer, ws 7 as a string.
+  ws.on("close", (code: number, reason: Buffer | string) => driver.closed(code, reason.toString("utf8"), code !== 1006));
   // The upgrade hook held the frames until now, so nothing arrived before these listeners.
   releaseUpgrade(req);
   return { socket, driver };
@@ -56,7 +58,7 @@ function limitMessageSize(ws: WsSocket, limit: number, driver: SocketDriver) {
     });
     return;
   }
-  ws.on("message", (data: Buffer) => {
-    if (data.byteLength > limit) driver.fail(1009, "message_too_big");
+  ws.on("message", (data: Buffer | string) => {
+    if (Buffer.byteLength(data) > limit) driver.fail(1009, "message_too_big");
   });
 }
