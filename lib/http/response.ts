@@ -14,7 +14,7 @@ const noop = () => {};
 const FETCH_DECODES = new Set(["gzip", "x-gzip", "deflate", "br"]);
 
 /** Writes a library error as the JSON body of SPEC §5; anything unexpected is logged, never shown. */
-export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}) {
+export function sendError(res: Res, err: unknown) {
   if (!(err instanceof ActorError)) log.error("unexpected error:", err);
   if (res.headersSent) {
     res.destroy();
@@ -23,12 +23,7 @@ export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}
   if (res.destroyed) return;
   const { status, body } = publicError(err);
   const text = JSON.stringify(body);
-  const headers: Record<string, string | number> = {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-  };
-  if (opts.close) headers.connection = "close";
-  res.writeHead(status, headers);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
 
