@@ -71,7 +71,7 @@ export async function serveFetch(
         response.body?.cancel().catch(() => {});
         return;
       }
-      await sendResponse(req, res, response, core.closers);
+      await sendResponse(req, res, response, core);
     } finally {
       instance.release();
     }
