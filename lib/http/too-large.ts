@@ -7,8 +7,9 @@ type Res = ServerResponse & { flush?: () => void };
 /** The least a refused body may send past the decision before the connection is cut. */
 const MIN_DRAIN_BYTES = 1024 * 1024;
 /** Like nginx's lingering close: no more than this in all, and no more than IDLE between reads. */
-export const DRAIN_TIME_MS = 30_000;
-export const DRAIN_IDLE_MS = 5_000;
+const DRAIN_TIME_MS = 30_000;
+const DRAIN_IDLE_MS = 5_000;
+const noop = () => {};
 
 /** How many bytes of a refused body are read and thrown away before the connection is cut. */
 export function drainCap(limit: number): number {
@@ -81,5 +82,3 @@ function discardBody(req: IncomingMessage, res: Res, cap: number): Promise<boole
     req.resume();
   });
 }
-
-const noop = () => {};
