@@ -9,6 +9,8 @@ const MIN_DRAIN_BYTES = 1024 * 1024;
 /** Like nginx's lingering close: no more than this in all, and no more than IDLE between reads. */
 const DRAIN_TIME_MS = 30_000;
 const DRAIN_IDLE_MS = 5_000;
+/** How long a cut connection stays half-closed before it is destroyed. */
+const LINGER_MS = 1_000;
 const noop = () => {};
 
 /** How many bytes of a refused body are read and thrown away before the connection is cut. */
@@ -42,11 +44,22 @@ export function refuseBody(req: IncomingMessage, res: Res, limit: number): void 
   res.flush?.();
   discardBody(req, res, drainCap(limit)).then((complete) => {
     if (complete) res.end();
-    else res.destroy();
+    else cutSoon(req, res);
   });
 }
 
-/** Reads and drops the rest of `req`; true once it ended, false when cut short or gone. */
+/**
+ * Stops reading and sends FIN after the answer, then closes a little later: the reset that closing
+ * with unread bytes sends could otherwise wipe out the 413 before a busy client has read it.
+ */
+function cutSoon(req: IncomingMessage, res: Res) {
+  if (res.destroyed) return;
+  req.pause();
+  req.socket.end();
+  setTimeout(() => res.destroy(), LINGER_MS).unref();
+}
+
+/** Reads and drops the rest of `req`; true once it ended, false when over a bound or gone. */
 function discardBody(req: IncomingMessage, res: Res, cap: number): Promise<boolean> {
   return new Promise((resolve) => {
     let left = cap;
@@ -57,11 +70,10 @@ function discardBody(req: IncomingMessage, res: Res, cap: number): Promise<boole
       req.off("end", onEnd);
       req.off("close", onGone);
       res.off("close", onGone);
-      if (!complete) req.pause();
       resolve(complete);
     };
     const cut = (why: string) => () => {
-      log.debug(`cutting a refused upload: ${why}`);
+      log.debug(`closing the connection of a refused upload: ${why}`);
       finish(false);
     };
     const overall = setTimeout(cut(`still sending after ${DRAIN_TIME_MS} ms`), DRAIN_TIME_MS).unref();
