@@ -445,6 +445,38 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       expect(Number(res.body.length)).toBe(Buffer.byteLength(JSON.stringify({ a: 1, s: "é" })));
     });
 
+    it("an empty JSON POST stays empty, as without express.json()", async () => {
+      handler = async (req) =>
+        Response.json({ hasBody: req.body !== null, text: await req.text(), length: req.headers.get("content-length") });
+      const emptyPost = (url: string) =>
+        fetch(`${url}${BASE}/json`, { method: "POST", headers: { "X-RivetKit-Actor-Query": QUERY, "Content-Type": "application/json" } });
+      const unparsed = await (await emptyPost(base.url)).json();
+      expect(unparsed).toEqual({ hasBody: false, text: "", length: "0" });
+      expect(await (await emptyPost(parsed.url)).json()).toEqual(unparsed);
+    });
+
+    it("a JSON body express.json() parsed is re-serialized: what changes (docs/notes-http-defects.md)", async () => {
+      handler = async (req) => new Response(await req.text());
+      const sent = '{ "n": 12345678901234567890, "f": 1.0, "e": 1e3, "b": 0, "2": "int key", "u": "\\u00e9", "b": 1 }';
+      const res = await post("json").set("Content-Type", "application/json").send(sent).expect(200);
+      // Numbers go through doubles, whitespace and escapes go, integer-like keys move first, the last duplicate wins.
+      expect(res.text).toBe('{"2":"int key","n":12345678901234567000,"f":1,"e":1000,"b":1,"u":"é"}');
+    });
+
+    it("an empty chunked JSON body that express.json() read arrives as {} (no length left to tell)", async () => {
+      handler = async (req) => new Response(await req.text());
+      const lines = ["Host: h", "Content-Type: application/json", "Transfer-Encoding: chunked"];
+      const res = await rawRequest(parsed.url, head("POST", `${BASE}/json`, lines) + "0\r\n\r\n");
+      expect(res.body.toString()).toBe("{}");
+    });
+
+    it("the raw bytes an app kept with verify arrive untouched, large integers included", async () => {
+      handler = async (req) => new Response(await req.text());
+      const sent = '{"n": 12345678901234567890, "f": 1.0}';
+      const res = await post("verify").set("Content-Type", "application/json").send(sent).expect(200);
+      expect(res.text).toBe(sent);
+    });
+
     it("express.raw() gives the exact bytes (R17)", async () => {
       const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
       handler = async (req) => {

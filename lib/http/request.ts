@@ -190,12 +190,12 @@ export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: 
   let body: BodyInit | null = null;
   let rebuilt: Uint8Array | undefined;
   let source: BodySource | undefined;
-  if (!BODYLESS.has(method)) {
+  // An empty body stays empty even when a parser read it: express.json() leaves `{}` for it.
+  if (!BODYLESS.has(method) && hasBody(req)) {
     if (bodyWasConsumed(req)) {
       rebuilt = rebuildBody(req, maxBodySize);
       body = rebuilt as BodyInit;
-    }
-    else if (hasBody(req)) {
+    } else {
       source = new BodySource(req, maxBodySize);
       body = source.stream;
     }
@@ -248,7 +248,9 @@ function bodyWasConsumed(req: ExpressLikeRequest): boolean {
 
 /**
  * A body some middleware already read, rebuilt from what it left behind; still bound by maxBodySize.
- * Always bytes: a string body would make the Request add its own text/plain content-type.
+ * Always bytes: a string body would make the Request add its own text/plain content-type. Raw bytes
+ * an app kept (`req.rawBody`, e.g. from body-parser's `verify`) win; a parsed object is serialized
+ * again, which can change numbers, whitespace and key order (docs: re-serialized bodies).
  */
 function rebuildBody(req: ExpressLikeRequest, limit: number): Uint8Array {
   const source = req.rawBody ?? req.body;

@@ -12,9 +12,10 @@ const STATUS_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
 const EAGER_READS = 4;
 const noop = () => {};
 const FETCH_DECODES = new Set(["gzip", "x-gzip", "deflate", "br"]);
+const EVENT_STREAM = /^\s*text\/event-stream\s*(?:;|$)/i;
 
 /** Writes a library error as the JSON body of SPEC §5; anything unexpected is logged, never shown. */
-export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}) {
+export function sendError(res: Res, err: unknown) {
   if (!(err instanceof ActorError)) log.error("unexpected error:", err);
   if (res.headersSent) {
     res.destroy();
@@ -23,24 +24,27 @@ export function sendError(res: Res, err: unknown, opts: { close?: boolean } = {}
   if (res.destroyed) return;
   const { status, body } = publicError(err);
   const text = JSON.stringify(body);
-  const headers: Record<string, string | number> = {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-  };
-  if (opts.close) headers.connection = "close";
-  res.writeHead(status, headers);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
 
+/** How a registry shutdown reaches the responses still streaming (RegistryCore implements it). */
+export interface StreamShutdown {
+  /** Runs `fn` when shutdown begins, or now if it has; returns what unregisters it. */
+  atShutdown(fn: () => void): () => void;
+  /** Runs `fn` at the shutdown deadline, or now if it has passed; returns what unregisters it. */
+  atDeadline(fn: () => void): () => void;
+}
+
 /**
- * Writes a W3C Response to Node's ServerResponse; resolves once the body is fully sent or abandoned.
- * While a body streams, `stoppers` holds a function that ends it (registry shutdown uses it).
+ * Writes a W3C Response to Node's ServerResponse; resolves once the body is fully sent (handed to
+ * the OS, so a process may exit) or abandoned.
  */
 export async function sendResponse(
   req: IncomingMessage,
   res: Res,
   response: Response,
-  stoppers?: Set<() => void>,
+  shutdown?: StreamShutdown,
 ): Promise<void> {
   const body = response.body;
   if (res.destroyed || res.writableEnded) {
@@ -120,7 +124,7 @@ export async function sendResponse(
 
   writeHead(res, status, statusText, headers);
   res.flushHeaders();
-  await pump(res, reader, chunks, pending, stoppers);
+  await pump(res, reader, chunks, pending, EVENT_STREAM.test(String(headers["content-type"] ?? "")), shutdown);
 }
 
 /** Streams the rest of the body with backpressure, flushing each chunk (SSE through compression()). */
@@ -129,33 +133,46 @@ async function pump(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   first: Uint8Array[],
   pending: Promise<ReadResult> | undefined,
-  stoppers: Set<() => void> | undefined,
+  eventStream: boolean,
+  shutdown: StreamShutdown | undefined,
 ) {
   let gone = false;
-  const onClose = () => {
-    if (res.writableFinished) return;
+  const quit = (why: string) => {
     gone = true;
-    reader.cancel(new DOMException("The client went away", "AbortError")).catch(noop);
+    reader.cancel(new DOMException(why, "AbortError")).catch(noop);
   };
-  // An endless stream (SSE) would hold a shutdown for its whole grace period: end it cleanly instead.
+  const onClose = () => {
+    if (res.writableFinished || gone) return;
+    quit("The client went away");
+  };
+  // An event stream never ends by itself: it ends cleanly when shutdown begins. Any other stream
+  // is finite, and a clean end would pass a truncated body off as whole: it may finish within the
+  // grace period, past which the connection is destroyed so the client sees the truncation.
   const stop = () => {
     if (gone) return;
-    gone = true;
-    reader.cancel(new DOMException("The registry is shutting down", "AbortError")).catch(noop);
+    quit("The registry is shutting down");
     res.end();
   };
-  stoppers?.add(stop);
+  const cut = () => {
+    if (gone) return;
+    log.warn("a streamed response was still running at the shutdown deadline; closing its connection");
+    quit("The registry is shutting down");
+    res.destroy();
+  };
+  let unregister = noop;
   res.once("close", onClose);
   if (res.destroyed) onClose();
   try {
     for (const chunk of first) res.write(chunk);
     if (first.length) res.flush?.();
+    if (shutdown) unregister = eventStream ? shutdown.atShutdown(stop) : shutdown.atDeadline(cut);
     for (;;) {
       const { done, value } = await (pending ?? reader.read());
       pending = undefined;
       if (gone) return;
       if (done) {
         res.end();
+        await finishOrClose(res);
         return;
       }
       const ok = res.write(checkChunk(value));
@@ -172,19 +189,23 @@ async function pump(
     }
   } finally {
     res.off("close", onClose);
-    stoppers?.delete(stop);
+    unregister();
   }
 }
 
-function drainOrClose(res: Res): Promise<void> {
+const drainOrClose = (res: Res) => either(res, "drain");
+const finishOrClose = (res: Res) => (res.writableFinished ? Promise.resolve() : either(res, "finish"));
+
+/** Resolves on `event` or on 'close', whichever comes first. */
+function either(res: Res, event: "drain" | "finish"): Promise<void> {
   if (res.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      res.off("drain", done);
+      res.off(event, done);
       res.off("close", done);
       resolve();
     };
-    res.on("drain", done);
+    res.on(event, done);
     res.on("close", done);
   });
 }

@@ -4,6 +4,7 @@ import type { RegistryCore } from "../registry/core";
 import { parseQueryText, type ParsedQuery } from "../registry/query";
 import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type RouterHeaders } from "./request";
 import { sendError, sendResponse } from "./response";
+import { refuseBody } from "./too-large";
 
 export interface HttpOptions {
   maxBodySize: number;
@@ -46,7 +47,7 @@ export async function serveFetch(
 ): Promise<void> {
   const declared = Number(req.headers["content-length"]);
   if (declared > options.maxBodySize) {
-    sendError(res, errors.payloadTooLarge(options.maxBodySize), { close: true });
+    refuseBody(req, res, options.maxBodySize);
     return;
   }
   let built;
@@ -56,7 +57,7 @@ export async function serveFetch(
     sendError(res, err);
     return;
   }
-  const tooLarge = () => built.overflowed && (sendError(res, errors.payloadTooLarge(options.maxBodySize), { close: true }), true);
+  const tooLarge = () => built.overflowed && (refuseBody(req, res, options.maxBodySize), true);
   try {
     const { instance, auth } = await core.enter(target.query, {
       request: built.request,
@@ -70,7 +71,7 @@ export async function serveFetch(
         response.body?.cancel().catch(() => {});
         return;
       }
-      await sendResponse(req, res, response, core.closers);
+      await sendResponse(req, res, response, core);
     } finally {
       instance.release();
     }

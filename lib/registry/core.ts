@@ -28,7 +28,11 @@ export class RegistryCore implements InstanceHost {
   private readonly keyIndex = new Map<string, string>();
   private shutdownPromise?: Promise<void>;
   private serverClient?: unknown;
+  /** Run when shutdown begins: open sockets and event streams end at once. */
   readonly closers = new Set<() => void>();
+  /** Run at the shutdown deadline: streamed responses still going are cut. */
+  private readonly cutters = new Set<() => void>();
+  private pastDeadline = false;
 
   constructor(
     readonly definitions: Record<string, ActorDefinition>,
@@ -38,6 +42,25 @@ export class RegistryCore implements InstanceHost {
 
   get shuttingDown() {
     return this.shutdownPromise !== undefined;
+  }
+
+  /** Runs `fn` when shutdown begins, or now if it has; returns what unregisters it. */
+  atShutdown(fn: () => void): () => void {
+    return this.register(this.closers, fn, this.shuttingDown);
+  }
+
+  /** Runs `fn` at the shutdown deadline, or now if it has passed; returns what unregisters it. */
+  atDeadline(fn: () => void): () => void {
+    return this.register(this.cutters, fn, this.pastDeadline);
+  }
+
+  private register(set: Set<() => void>, fn: () => void, due: boolean): () => void {
+    if (due) {
+      fn();
+      return noop;
+    }
+    set.add(fn);
+    return () => set.delete(fn);
   }
 
   client() {
@@ -203,6 +226,8 @@ export class RegistryCore implements InstanceHost {
     while ([...this.instances.values()].some((i) => i.busy) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    this.pastDeadline = true;
+    for (const cut of this.cutters) cut();
     await Promise.allSettled([...this.instances.values()].map((i) => i.stop("shutdown", deadline)));
     try {
       await this.store.close?.();
@@ -211,6 +236,8 @@ export class RegistryCore implements InstanceHost {
     }
   }
 }
+
+const noop = () => {};
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as PromiseLike<unknown>).then === "function";
