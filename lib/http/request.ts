@@ -250,13 +250,22 @@ function rebuildBody(req: ExpressLikeRequest, limit: number): Uint8Array {
   else if (typeof source === "string") bytes = Buffer.from(source);
   else if (source !== null && typeof source === "object") {
     const type = req.headers["content-type"] ?? "";
-    bytes = Buffer.from(type.includes("application/x-www-form-urlencoded") ? formEncode(source) : JSON.stringify(source));
+    bytes = Buffer.from(type.includes("application/x-www-form-urlencoded") ? formEncode(source) : jsonBody(source));
   } else {
     log.warn("a middleware read the request body and left no req.body; the actor gets an empty body");
     bytes = new Uint8Array(0);
   }
   if (bytes.byteLength > limit) throw errors.payloadTooLarge(limit);
   return bytes;
+}
+
+/** JSON.stringify recurses: a body parsed from thousands of nested arrays cannot be written back. */
+function jsonBody(source: object): string {
+  try {
+    return JSON.stringify(source);
+  } catch {
+    throw errors.invalidRequest("The request body, as a body parser left it, cannot be rebuilt as JSON");
+  }
 }
 
 /** Parsed form fields back to a form body: repeated keys for arrays, qs-style brackets for nesting. */
