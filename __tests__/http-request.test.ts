@@ -150,6 +150,10 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       ["/a%2Fb/%7e/%zz?k=%2F%26&sp=%20", "/a%2Fb/%7e/%zz?k=%2F%26&sp=%20"],
       ["/a/./b/../c", "/a/c"],
       ["/%zz/../x", "/x"],
+      ["/.//evil.com", "/evil.com"],
+      ["/%2E%2E//evil.com?x", "/evil.com?x"],
+      ["/a/..//evil.com", "/evil.com"],
+      ["/x/%2e%2e//", "/"],
     ])("maps the path %j to %j (exactly one leading slash, escapes kept)", async (path, expected) => {
       const view = await seen(base.url, head("GET", BASE + path, ["Host: h:1"]));
       expect(view.url).toBe("http://h:1" + expected);

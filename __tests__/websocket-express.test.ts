@@ -1,7 +1,9 @@
 import express5 from "express";
 import request from "supertest";
-import { actor, setup } from "express-actors";
+import { actor, forwardToActor, forwardWebSocketToActor, setup } from "express-actors";
 import { captureErrorLog, delay, waitFor } from "./helpers/actor-harness";
+import { rawRequest } from "./helpers/raw-http";
+import { RawWebSocket } from "./helpers/raw-ws";
 import { expressVersions } from "./helpers/servers";
 import { actorProtocols, connectActor, getOrCreate, startWsApp, within, WsClient, type WsApp } from "./helpers/ws-harness";
 
@@ -41,7 +43,16 @@ const journal = actor({
     ws.addEventListener("close", (e) => lines.push(`close ${(e as CloseEvent).code}`));
   },
 });
-const registry = setup({ use: { echo, httpActor, journal } });
+/** Answers each message with what the actor saw of its socket. */
+const mirror = actor({
+  state: {},
+  onAuth: () => null,
+  onFetch: (_c, req) => Response.json({ url: req.url }),
+  onWebSocket: (_c, ws, { request }) => {
+    ws.addEventListener("message", (e) => ws.send(JSON.stringify({ data: e.data, url: request.url, wsUrl: ws.url })));
+  },
+});
+const registry = setup({ use: { echo, httpActor, journal, mirror } });
 afterAll(() => registry.shutdown());
 
 let unique = 0;
@@ -101,6 +112,26 @@ describe.each(expressVersions)("$label", ({ express, label }) => {
       expect((await client.received(1))[0].text).toHaveLength(1024 * 1024);
       client.send(Buffer.alloc(1024 * 1024 + 1));
       expect(await within(client.closed, "close")).toEqual({ code: 1009, reason: "message_too_big" });
+    });
+
+    it("routes an absolute-form upgrade target, with the same request.url as plain HTTP", async () => {
+      const base = mount === "/" ? "" : mount;
+      const query = `X-RivetKit-Actor-Query: ${JSON.stringify(getOrCreate("mirror", key()))}`;
+      const target = `${app.url}${base}/actors/raw/websocket/abs/path?x=1`;
+      const socket = await RawWebSocket.open(app.url, target, [query]);
+      try {
+        expect(socket.handshake.status).toBe(101);
+        socket.sendText("hi");
+        expect(JSON.parse(await within(socket.nextText(), "the echo"))).toEqual({
+          data: "hi",
+          url: `${app.url}/abs/path?x=1`,
+          wsUrl: `${app.wsUrl}/abs/path?x=1`,
+        });
+      } finally {
+        socket.close();
+      }
+      const http = await rawRequest(app.url, [`GET ${target.replace("websocket", "http")} HTTP/1.1`, `Host: ${new URL(app.url).host}`, query, "", ""].join("\r\n"));
+      expect(JSON.parse(http.body.toString()).url).toBe(`${app.url}/abs/path?x=1`);
     });
 
     it("answers a plain GET on the WebSocket route with 426 JSON", async () => {
@@ -207,6 +238,8 @@ describe.each(expressVersions)("$label", ({ express, label }) => {
           a.ws("/plain-echo", (ws: import("ws").WebSocket) => {
             ws.on("message", (data: Buffer) => ws.send(`plain:${data.toString()}`));
           });
+          a.use("/fwd", forwardToActor(registry, { name: "mirror", key: () => ["fwd"] }));
+          a.ws("/fws/:room", forwardWebSocketToActor(registry, { name: "mirror", key: (req) => [req.params.room] }));
           a.use("/guarded", (req: { ws?: unknown }, res: { status(n: number): { end(): void } }, next: () => void) =>
             req.ws ? res.status(401).end() : next(),
           );
@@ -225,6 +258,23 @@ describe.each(expressVersions)("$label", ({ express, label }) => {
         expect((await within(client.received(1, 3000), "echo from the plain route"))[0].text).toBe("plain:ping");
         client.ws.close();
       }
+    });
+
+    it("gives forwarded routes the path without the origin of an absolute-form target", async () => {
+      const host = new URL(app.url).host;
+      const socket = await RawWebSocket.open(app.url, `http://${host}/fws/r1?x=1`);
+      try {
+        expect(socket.handshake.status).toBe(101);
+        socket.sendText("hi");
+        expect(JSON.parse(await within(socket.nextText(), "the echo"))).toMatchObject({
+          url: `${app.url}/fws/r1?x=1`,
+          wsUrl: `${app.wsUrl}/fws/r1?x=1`,
+        });
+      } finally {
+        socket.close();
+      }
+      const http = await rawRequest(app.url, `GET http://${host}/fwd/a/b?x=1 HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      expect(JSON.parse(http.body.toString()).url).toBe(`${app.url}/a/b?x=1`);
     });
 
     it("closes promptly when a middleware in front refuses the upgrade", async () => {

@@ -10,11 +10,35 @@ export const RAW_WEBSOCKET_PATH = "/actors/raw/websocket";
 export const RESOLVE_PATH = "/actors/resolve";
 export const HEALTH_PATH = "/health";
 
-/** `//a` → `/a`, `` → `/`: the actor always sees exactly one leading slash. */
-export function normalizePath(path: string): string {
-  let start = 0;
-  while (path.charCodeAt(start) === 47 /* / */) start++;
-  return "/" + path.slice(start);
+const CONTROL = /[\t\n\r]/;
+const CONTROLS = /[\t\n\r]/g;
+/** `.`, `..` or their `%2e` spellings as a whole segment, between `/` or `\` (a URL parser's slashes). */
+const DOT_SEGMENT = /[/\\](?:\.|%2e){1,2}(?=[/\\?]|$)/i;
+const RESOLVE_BASE = "http://actor";
+
+const isSlash = (code: number) => code === 47 /* / */ || code === 92; /* \ */
+
+function leadingSlashes(path: string): number {
+  let n = 0;
+  while (isSlash(path.charCodeAt(n))) n++;
+  return n;
+}
+
+/**
+ * The path and query an actor sees (SPEC §2): `//a` → `/a`, `` → `/`, exactly one leading slash
+ * whatever the input, dot segments resolved, `#` kept as `%23`, percent-escapes kept.
+ * A URL parser reads `\` as `/` and deletes tabs and newlines, and resolving `.` or `..` can empty
+ * the first segment (`/.//evil.com` → `//evil.com`, another host to `new URL(path, base)`),
+ * so the leading slashes are stripped again once dot segments are resolved.
+ */
+export function actorPath(pathAndSearch: string): string {
+  let path = pathAndSearch;
+  if (CONTROL.test(path)) path = path.replace(CONTROLS, "");
+  if (path.includes("#")) path = path.replace(/#/g, "%23");
+  path = "/" + path.slice(leadingSlashes(path));
+  if (!DOT_SEGMENT.test(path)) return path;
+  const url = new URL(path, RESOLVE_BASE);
+  return "/" + url.pathname.slice(leadingSlashes(url.pathname)) + url.search;
 }
 
 /**

@@ -75,6 +75,11 @@ export class RawConnection {
     return res;
   }
 
+  /** The next `n` bytes after the responses read so far (a WebSocket's frames after its 101). */
+  bytes(n: number): Promise<Buffer> {
+    return this.take(n);
+  }
+
   /** Everything received and not yet parsed, as latin1 text. */
   get received(): string {
     return this.buffer.toString("latin1");

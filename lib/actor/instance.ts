@@ -70,6 +70,8 @@ export class ActorInstance {
   private saveTimer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
   private retryDelay = 0;
+  /** The last save failed because the state itself is not JSON data, not because of the store. */
+  private unsavable = false;
   private notifyQueued = false;
   private notifying = false;
   private warnedStopped = false;
@@ -203,9 +205,15 @@ export class ActorInstance {
     try {
       text = this.state === undefined ? "null" : serializeState(this.state);
     } catch (err) {
-      this.saveFailed(err);
+      // Saving the same state again would fail the same way, so no timer retries it: the next change
+      // schedules a save (the pending throttled one covered only the changes just tried).
+      this.unsavable = true;
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      this.log.error("saving state failed (tried again after the next change):", err instanceof Error ? err.message : err);
       return Promise.reject(err);
     }
+    this.unsavable = false;
     this.writingVersion = version;
     const write = this.host.store.save(this.meta.actorId, text).then(
       () => {
@@ -331,15 +339,23 @@ export class ActorInstance {
       // Saving before onStop means a failing store is noticed before anything is torn down.
       await this.save();
     } catch {
-      this.stopping = undefined;
-      this.status = "running";
-      this.armSleep();
-      return false;
+      // A state that is not JSON data can never be saved; staying awake would only pin it in memory.
+      if (!this.unsavable) {
+        this.stopping = undefined;
+        this.status = "running";
+        this.armSleep();
+        return false;
+      }
     }
     await this.runOnStop();
     try {
       await this.save();
-    } catch {
+    } catch (err) {
+      if (this.unsavable) {
+        this.dropUnsavedChanges(err);
+        this.finish();
+        return true;
+      }
       // onStop has run, so restart in place rather than drop the state it could not save.
       this.log.error("staying awake: the state could not be saved after onStop; running onStart again");
       this.stopping = undefined;
@@ -364,6 +380,10 @@ export class ActorInstance {
         await this.save();
         break;
       } catch (err) {
+        if (this.unsavable) {
+          this.dropUnsavedChanges(err);
+          break;
+        }
         if (Date.now() + wait > deadline) {
           this.log.error("shutdown: the last state changes could not be saved:", err);
           break;
@@ -373,6 +393,11 @@ export class ActorInstance {
     }
     this.finish();
     return true;
+  }
+
+  private dropUnsavedChanges(err: unknown) {
+    const why = err instanceof Error ? err.message : String(err);
+    this.log.error(`stopping with a state that cannot be saved; the changes since the last save are lost (${why})`);
   }
 
   private async runOnStop() {

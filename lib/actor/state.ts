@@ -15,44 +15,76 @@ function isPlainObject(value: object): boolean {
   return Object.getPrototypeOf(proto) === null && Object.prototype.toString.call(value) === "[object Object]";
 }
 
+/**
+ * How deeply a state may nest (containers, the outermost counting as one). JSON.stringify recurses
+ * and runs out of stack at about 4,000 levels on Node 20; a deeper state fails its save by name.
+ */
+export const MAX_STATE_DEPTH = 1000;
+
+type PathKey = string | number;
+
 /** Checks that `value` survives a JSON round trip unchanged, then returns its JSON text. */
 export function serializeState(value: unknown): string {
-  check(value, "state", []);
-  return JSON.stringify(value);
+  const raw = untracked(value);
+  check(raw, [], []);
+  // The raw data, not the proxy: through the proxy every level would cost a trap and a new proxy.
+  return JSON.stringify(raw);
 }
 
-function check(value: unknown, path: string, ancestors: object[]): void {
+/** Recurses at most MAX_STATE_DEPTH deep; the path is only spelled out for the error. */
+function check(value: unknown, keys: PathKey[], ancestors: object[]): void {
   switch (typeof value) {
     case "string":
     case "boolean":
       return;
     case "number":
-      if (!Number.isFinite(value)) throw new StateNotSerializableError(path, `is ${value}`);
+      if (!Number.isFinite(value)) throw new StateNotSerializableError(pathOf(keys), `is ${value}`);
       return;
     case "object":
       break;
     case "undefined":
-      throw new StateNotSerializableError(path, "is undefined");
+      throw new StateNotSerializableError(pathOf(keys), "is undefined");
     default:
-      throw new StateNotSerializableError(path, `is a ${typeof value}`);
+      throw new StateNotSerializableError(pathOf(keys), `is a ${typeof value}`);
   }
   if (value === null) return;
   const target = proxyTargets.get(value) ?? value;
-  if (ancestors.includes(target)) throw new StateNotSerializableError(path, "is a circular reference");
+  if (ancestors.includes(target)) throw new StateNotSerializableError(pathOf(keys), "is a circular reference");
+  if (ancestors.length === MAX_STATE_DEPTH) {
+    throw new StateNotSerializableError(pathOf(keys), `is nested deeper than ${MAX_STATE_DEPTH} levels`);
+  }
   ancestors.push(target);
   if (Array.isArray(target)) {
-    for (let i = 0; i < target.length; i++) check(target[i], `${path}[${i}]`, ancestors);
+    for (let i = 0; i < target.length; i++) {
+      keys.push(i);
+      check(target[i], keys, ancestors);
+      keys.pop();
+    }
   } else if (isPlainObject(target)) {
     for (const k of Object.keys(target)) {
       const v = (target as Record<string, unknown>)[k];
       // JSON drops undefined properties, which is what a reader expects of "absent".
-      if (v !== undefined) check(v, /^[A-Za-z_$][\w$]*$/.test(k) ? `${path}.${k}` : `${path}[${JSON.stringify(k)}]`, ancestors);
+      if (v === undefined) continue;
+      keys.push(k);
+      check(v, keys, ancestors);
+      keys.pop();
     }
   } else {
     const kind = (target as object).constructor?.name ?? "object";
-    throw new StateNotSerializableError(path, `is a ${kind}, not a plain object or array`);
+    throw new StateNotSerializableError(pathOf(keys), `is a ${kind}, not a plain object or array`);
   }
   ancestors.pop();
+}
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+const PATH_HEAD = 8;
+const PATH_TAIL = 3;
+
+/** `state.users[2].name`; a very deep path keeps its first and last steps around an ellipsis. */
+function pathOf(keys: PathKey[]): string {
+  const step = (k: PathKey) => (typeof k === "number" ? `[${k}]` : IDENTIFIER.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`);
+  if (keys.length <= PATH_HEAD + PATH_TAIL + 1) return "state" + keys.map(step).join("");
+  return "state" + keys.slice(0, PATH_HEAD).map(step).join("") + "…" + keys.slice(-PATH_TAIL).map(step).join("");
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { ActorQuery } from "../registry/query";
-import { INTERNAL_HEADER_PREFIX, normalizePath } from "../protocol";
+import { INTERNAL_HEADER_PREFIX, actorPath } from "../protocol";
 
 /** How a client reaches actors: over HTTP (createClient) or in process (createServerClient). */
 export interface Transport {
@@ -86,12 +86,12 @@ function splitInput(input: string | URL | Request): { path: string; base: Reques
   if (typeof input === "string") {
     // A fragment never reaches a server; the in-process transport must not see it either.
     const hash = input.indexOf("#");
-    return { path: normalizePath(hash === -1 ? input : input.slice(0, hash)), base: undefined };
+    return { path: actorPath(hash === -1 ? input : input.slice(0, hash)), base: undefined };
   }
-  if (input instanceof URL) return { path: normalizePath(input.pathname + input.search), base: undefined };
+  if (input instanceof URL) return { path: actorPath(input.pathname + input.search), base: undefined };
   if (typeof Request !== "undefined" && input instanceof Request) {
     const url = new URL(input.url);
-    return { path: normalizePath(url.pathname + url.search), base: input };
+    return { path: actorPath(url.pathname + url.search), base: input };
   }
   throw new TypeError("fetch(): input must be a path string, a URL or a Request");
 }
@@ -107,7 +107,7 @@ function handle(transport: Transport, query: ActorQuery, params: unknown): Actor
       return transport.resolve(query, params);
     },
     async websocket(path = "/", protocols = []) {
-      return transport.websocket(query, params, normalizePath(path), typeof protocols === "string" ? [protocols] : [...protocols]);
+      return transport.websocket(query, params, actorPath(path), typeof protocols === "string" ? [protocols] : [...protocols]);
     },
   };
 }

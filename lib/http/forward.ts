@@ -7,6 +7,7 @@ import { coreOf, type Registry } from "../registry/setup";
 import { DEFAULT_MAX_BODY_SIZE } from "./middleware";
 import { sendError } from "./response";
 import { serveFetch } from "./serve";
+import { stripOrigin } from "./target";
 
 type Req = IncomingMessage & { url: string };
 
@@ -44,7 +45,7 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
     }
     let target;
     try {
-      target = forwardTarget(options, req, req.url, "forwardToActor");
+      target = forwardTarget(options, req, stripOrigin(req.url), "forwardToActor");
     } catch (err) {
       sendError(res, err);
       return;

@@ -8,6 +8,7 @@ import { readRouterHeaders, serveFetch, splitHeaders, type HttpOptions } from ".
 import { routeWebSocket } from "../websocket/route";
 import { createCors, type CorsOptions } from "./cors";
 import { watchServers } from "../websocket/upgrade";
+import { stripOrigin } from "./target";
 
 export interface ActorMiddlewareOptions {
   /** Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB. */
@@ -90,11 +91,4 @@ async function resolveActor(core: ReturnType<typeof coreOf>, req: IncomingMessag
 
 function isUnder(pathname: string, prefix: string): boolean {
   return pathname.startsWith(prefix) && (pathname.length === prefix.length || pathname.charCodeAt(prefix.length) === 47);
-}
-
-/** An absolute-form target (`GET http://host/x HTTP/1.1`) keeps its origin in req.url; the Host header wins. */
-function stripOrigin(url: string): string {
-  if (url.charCodeAt(0) === 47) return url;
-  const match = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/.exec(url);
-  return match ? url.slice(match[0].length) || "/" : "/" + url;
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
 import { log } from "../log";
-import { HEADER_CONN_PARAMS, HEADER_ENCODING, HEADER_QUERY, HEADER_QUERY_ALIAS, INTERNAL_HEADER_PREFIX } from "../protocol";
+import { actorPath, HEADER_CONN_PARAMS, HEADER_ENCODING, HEADER_QUERY, HEADER_QUERY_ALIAS, INTERNAL_HEADER_PREFIX } from "../protocol";
 
 /** The X-RivetKit-* headers of a request (SPEC §2); the first of each wins. */
 export interface RouterHeaders {
@@ -92,19 +92,12 @@ function defaultProtocol(req: IncomingMessage): string {
   return (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
 }
 
-const isSlash = (code: number) => code === 47 /* / */ || code === 92 /* \ */;
-
 /**
- * origin + path + search, with exactly one leading slash and no fragment (SPEC §2), not yet parsed:
- * the Request constructor parses it anyway, so the hot path does not parse it twice.
+ * origin + actorPath: exactly one leading slash, no fragment (SPEC §2), not yet parsed: the Request
+ * constructor parses it anyway, so the hot path does not parse it twice.
  */
 export function actorUrlText(origin: string, pathAndSearch: string): string {
-  // The URL parser reads `\` as `/` in http(s) paths, so `/\evil.com` would name another host.
-  let start = 0;
-  while (isSlash(pathAndSearch.charCodeAt(start))) start++;
-  let rest = pathAndSearch.slice(start);
-  if (rest.includes("#")) rest = rest.replace(/#/g, "%23");
-  return origin + "/" + rest;
+  return origin + actorPath(pathAndSearch);
 }
 
 /** actorUrlText, parsed and normalized. */
@@ -259,13 +252,22 @@ function rebuildBody(req: ExpressLikeRequest, limit: number): Uint8Array {
   else if (typeof source === "string") bytes = Buffer.from(source);
   else if (source !== null && typeof source === "object") {
     const type = req.headers["content-type"] ?? "";
-    bytes = Buffer.from(type.includes("application/x-www-form-urlencoded") ? formEncode(source) : JSON.stringify(source));
+    bytes = Buffer.from(type.includes("application/x-www-form-urlencoded") ? formEncode(source) : jsonBody(source));
   } else {
     log.warn("a middleware read the request body and left no req.body; the actor gets an empty body");
     bytes = new Uint8Array(0);
   }
   if (bytes.byteLength > limit) throw errors.payloadTooLarge(limit);
   return bytes;
+}
+
+/** JSON.stringify recurses: a body parsed from thousands of nested arrays cannot be written back. */
+function jsonBody(source: object): string {
+  try {
+    return JSON.stringify(source);
+  } catch {
+    throw errors.invalidRequest("The request body, as a body parser left it, cannot be rebuilt as JSON");
+  }
 }
 
 /** Parsed form fields back to a form body: repeated keys for arrays, qs-style brackets for nesting. */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
 import type { RegistryCore } from "../registry/core";
-import { parseQueryText, type ParsedQuery } from "../registry/query";
+import { checkDepth, parseQueryText, type ParsedQuery } from "../registry/query";
 import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type RouterHeaders } from "./request";
 import { sendError, sendResponse } from "./response";
 import { refuseBody } from "./too-large";
@@ -33,6 +33,7 @@ export function readRouterHeaders(rivet: RouterHeaders): { query: ParsedQuery; p
     } catch {
       throw errors.invalidQuery("X-RivetKit-Conn-Params is not valid JSON");
     }
+    checkDepth(params, "X-RivetKit-Conn-Params");
   }
   return { query, params };
 }

@@ -29,6 +29,8 @@ const KINDS: Record<string, QueryKind> = {
 
 const MAX_KEY_PARTS = 64;
 const MAX_KEY_PART_LENGTH = 1024;
+/** How deeply creation input and conn params may nest (containers, the outermost counting as one). */
+const MAX_INPUT_DEPTH = 64;
 
 /**
  * Clients repeat the same header value request after request, so its parse is kept. Only queries
@@ -84,7 +86,27 @@ export function parseQuery(value: unknown): ParsedQuery {
     return { kind, name, key: [], actorId, input: undefined, keyId: "" };
   }
   const parts = parseKey(key, field);
-  return { kind, name, key: parts, actorId: "", input: kind === "get" ? undefined : input, keyId: keyId(name, parts) };
+  if (kind === "get") return { kind, name, key: parts, actorId: "", input: undefined, keyId: keyId(name, parts) };
+  checkDepth(input, `${field}.input`);
+  return { kind, name, key: parts, actorId: "", input, keyId: keyId(name, parts) };
+}
+
+/**
+ * Refuses data nested deeper than MAX_INPUT_DEPTH with invalid_query, before it reaches onAuth,
+ * the store or createState: the state it becomes must stay savable, and serializers recurse.
+ */
+export function checkDepth(value: unknown, what: string): void {
+  if (nestsDeeper(value, MAX_INPUT_DEPTH)) throw errors.invalidQuery(`${what} is nested deeper than ${MAX_INPUT_DEPTH} levels`);
+}
+
+/** Recurses at most `levels + 1` deep, whatever the data (a cycle is deeper than any limit). */
+function nestsDeeper(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (levels === 0) return true;
+  for (const item of Array.isArray(value) ? value : Object.values(value)) {
+    if (nestsDeeper(item, levels - 1)) return true;
+  }
+  return false;
 }
 
 function parseKey(key: unknown, field: string): string[] {

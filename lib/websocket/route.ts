@@ -4,6 +4,7 @@ import { ActorError } from "../errors";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
 import type { RegistryCore } from "../registry/core";
 import { sendError } from "../http/response";
+import { stripOrigin } from "../http/target";
 import { readRouterHeaders, splitHeaders } from "../http/serve";
 import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSocket, type WebSocketOptions } from "./serve";
 import { upgradeInfo, warnMissingExpressWs } from "./upgrade";
@@ -15,13 +16,14 @@ const SUFFIX = "/.websocket";
 
 /** The upgrade's path and query below the mount point, without express-ws's `/.websocket`. */
 export function upgradePath(req: ExpressWsRequest): string {
-  const original = upgradeInfo(req)?.url;
+  const info = upgradeInfo(req);
+  const original = info && stripOrigin(info.url);
   const base = req.baseUrl ?? "";
   if (original !== undefined && original.startsWith(base)) {
     const rest = original.slice(base.length);
     return rest.startsWith("/") ? rest : "/" + rest;
   }
-  const url = req.url ?? "/";
+  const url = stripOrigin(req.url ?? "/");
   const q = url.indexOf("?");
   const path = q === -1 ? url : url.slice(0, q);
   const trimmed = path.endsWith(SUFFIX) ? path.slice(0, -SUFFIX.length) : path;
