@@ -19,10 +19,17 @@ export interface ActorContext<S = any, V = any> {
   client(): any;
 }
 
+/**
+ * Where a request reached onAuth from: "router" (anyone can send any params), "route" (a forwarded
+ * route's own `params(req)`), or "gateway" (RivetKit's client protocol, SPEC §10).
+ */
+export type AuthSource = "router" | "route" | "gateway";
+
 export interface AuthArgs<P = unknown> {
   request: Request;
   intents: Set<"get" | "create" | "fetch" | "websocket">;
   params: P;
+  source: AuthSource;
 }
 
 export interface ActorOptions {

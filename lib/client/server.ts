@@ -20,7 +20,7 @@ export function createServerClient(core: RegistryCore) {
           request,
           params,
           intent: "fetch",
-          skipAuth: true,
+          authBy: "skip",
         });
         let response: Response;
         try {
@@ -60,7 +60,7 @@ export function createServerClient(core: RegistryCore) {
       const { client, server, serverDriver } = socketPair("ws://actor" + path, protocols[0] ?? "");
       let target: WebSocketTarget | ActorError;
       try {
-        target = { query: parseQuery(query), params, path, skipAuth: true };
+        target = { query: parseQuery(query), params, path, authBy: "skip" };
       } catch (err) {
         target = err instanceof ActorError ? err : errors.internal();
       }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ActorDefinition } from "../actor/definition";
 import { errors } from "../errors";
 import { parseQuery } from "../registry/query";
-import type { RegistryCore } from "../registry/core";
+import type { AuthBy, RegistryCore } from "../registry/core";
 import { coreOf, type Registry } from "../registry/setup";
 import { DEFAULT_MAX_BODY_SIZE } from "./middleware";
 import { sendError } from "./response";
@@ -22,10 +22,17 @@ export interface ForwardOptions<R extends Req = any, Name extends string = strin
   params?: (req: R) => unknown;
   /** Input for createState/onCreate when the actor is created by this route. */
   input?: (req: R) => unknown;
-  /** "run" (default): onAuth runs as for the router. "skip": the route itself is the gate. */
-  auth?: "run" | "skip";
+  /** How the actor learns who calls (SPEC §4); default "run". */
+  auth?: RouteAuth<R>;
   maxBodySize?: number;
 }
+
+/**
+ * "run": onAuth runs as for the router, with `source: "route"`. "skip": the route itself is the
+ * gate; onAuth does not run and `auth` is undefined. A function (may be async): the route has
+ * authenticated the user; onAuth does not run and the function's result is the handler's `auth`.
+ */
+export type RouteAuth<R> = "run" | "skip" | ((req: R) => unknown);
 
 type Next = (err?: unknown) => void;
 
@@ -61,7 +68,7 @@ export interface ForwardTargetOptions<R> {
   path?: (req: R) => string;
   params?: (req: R) => unknown;
   input?: (req: R) => unknown;
-  auth?: "run" | "skip";
+  auth?: RouteAuth<R>;
 }
 
 /** Checked once, when the route is set up: a misspelled name fails at startup, not on every request. */
@@ -72,6 +79,10 @@ export function checkForwardOptions(core: RegistryCore, options: ForwardTargetOp
   if (!Object.prototype.hasOwnProperty.call(core.definitions, options.name)) {
     throw new TypeError(`${fn}(): the registry has no actor named "${options.name}"`);
   }
+  const { auth } = options;
+  if (auth !== undefined && auth !== "run" && auth !== "skip" && typeof auth !== "function") {
+    throw new TypeError(`${fn}(): \`auth\` must be "run", "skip" or a function (req) => authData`);
+  }
 }
 
 /** The get-or-create target of one forwarded request; throws on a bad key or path. */
@@ -79,5 +90,10 @@ export function forwardTarget<R>(options: ForwardTargetOptions<R>, req: R, defau
   const query = parseQuery({ getOrCreateForKey: { name: options.name, key: options.key(req), input: options.input?.(req) } });
   const path = options.path ? options.path(req) : defaultPath;
   if (typeof path !== "string") throw errors.invalidRequest(`${fn}(): path(req) must return a string`);
-  return { query, params: options.params?.(req), path, skipAuth: options.auth === "skip" };
+  return { query, params: options.params?.(req), path, authBy: authByOf(options.auth, req) };
+}
+
+function authByOf<R>(auth: RouteAuth<R> | undefined, req: R): AuthBy {
+  if (typeof auth === "function") return () => auth(req);
+  return auth === "skip" ? "skip" : "route";
 }

@@ -4,7 +4,7 @@ import { coreOf } from "../registry/setup";
 import { HEALTH_PATH, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
 import { actorUrl, originOf, routerHeadersOf } from "./request";
 import { sendError } from "./response";
-import { readRouterHeaders, serveFetch, splitHeaders, type HttpOptions } from "./serve";
+import { readRouterHeaders, serveFetch, splitHeaders, type FetchTarget, type HttpOptions } from "./serve";
 import { routeWebSocket } from "../websocket/route";
 import { createCors, type CorsOptions } from "./cors";
 import { watchServers } from "../websocket/upgrade";
@@ -46,10 +46,10 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
     if (cors && (raw || pathname === RESOLVE_PATH || pathname === HEALTH_PATH) && cors(req, res)) return;
 
     if (raw) {
-      let target;
+      let target: FetchTarget;
       try {
         const { query, params } = readRouterHeaders(routerHeadersOf(req.rawHeaders));
-        target = { query, params, path: url.slice(RAW_HTTP_PATH.length), skipAuth: false };
+        target = { query, params, path: url.slice(RAW_HTTP_PATH.length), authBy: "router" };
       } catch (err) {
         sendError(res, err);
         return;
@@ -80,7 +80,7 @@ async function resolveActor(core: ReturnType<typeof coreOf>, req: IncomingMessag
     const { headers, rivet } = splitHeaders(req);
     const { query, params } = readRouterHeaders(rivet);
     const request = new Request(actorUrl(originOf(req), "/"), { method: "POST", headers });
-    const { meta } = await core.locate(query, { request, params, intent: undefined, skipAuth: false });
+    const { meta } = await core.locate(query, { request, params, intent: undefined, authBy: "router" });
     const body = JSON.stringify({ actorId: meta.actorId });
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     res.end(body);

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
-import type { RegistryCore } from "../registry/core";
+import type { AuthBy, RegistryCore } from "../registry/core";
 import { checkDepth, parseQueryText, type ParsedQuery } from "../registry/query";
 import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type RouterHeaders } from "./request";
 import { sendError, sendResponse } from "./response";
@@ -15,7 +15,7 @@ export interface FetchTarget {
   params: unknown;
   /** Path and query string as the actor should see them. */
   path: string;
-  skipAuth: boolean;
+  authBy: AuthBy;
 }
 
 /** The query, encoding and conn params of SPEC §2, validated. */
@@ -64,7 +64,7 @@ export async function serveFetch(
       request: built.request,
       params: target.params,
       intent: "fetch",
-      skipAuth: target.skipAuth,
+      authBy: target.authBy,
     });
     try {
       const response = await instance.fetch(built.request, auth);

@@ -1,17 +1,23 @@
 import { randomUUID } from "node:crypto";
-import type { ActorDefinition, AuthArgs } from "../actor/definition";
+import type { ActorDefinition, AuthArgs, AuthSource } from "../actor/definition";
 import { ActorInstance, type InstanceHost } from "../actor/instance";
 import { ActorError, errors } from "../errors";
 import { log } from "../log";
 import { keyId, type ActorMeta, type StateStore } from "../stores/types";
 import { intentsOf, type ParsedQuery } from "./query";
 
+/**
+ * Who vouches for a request: onAuth, told where the request came from; nobody ("skip": in process,
+ * or a route that is its own gate); or a route's `auth(req)`, whose result is the auth data.
+ */
+export type AuthBy = AuthSource | "skip" | (() => unknown);
+
 export interface EnterOptions {
   /** The request handed to onAuth (and then to the handler). */
   request: Request;
   params: unknown;
   intent: "fetch" | "websocket" | undefined;
-  skipAuth: boolean;
+  authBy: AuthBy;
 }
 
 export interface Entered {
@@ -80,11 +86,8 @@ export class RegistryCore implements InstanceHost {
    */
   async enter(query: ParsedQuery, opts: EnterOptions): Promise<Entered> {
     const definition = this.admit(query);
-    let auth: unknown;
-    if (!opts.skipAuth) {
-      auth = this.authorize(definition, query, opts);
-      if (isThenable(auth)) auth = await auth;
-    }
+    let auth = this.authorize(definition, query, opts);
+    if (isThenable(auth)) auth = await auth;
     this.checkHandler(definition, query.name, opts.intent);
     // The hot path: a running actor is found and acquired without awaiting anything more.
     const running = this.running(query);
@@ -93,10 +96,10 @@ export class RegistryCore implements InstanceHost {
     return { instance: await this.activate(meta, definition), auth };
   }
 
-  /** onAuth (unless skipped), then the handler check, then lookup or creation: never the other way round. */
+  /** Authorization, then the handler check, then lookup or creation: never the other way round. */
   async locate(query: ParsedQuery, opts: EnterOptions) {
     const definition = this.admit(query);
-    const auth = opts.skipAuth ? undefined : await this.authorize(definition, query, opts);
+    const auth = await this.authorize(definition, query, opts);
     this.checkHandler(definition, query.name, opts.intent);
     const meta = await this.resolve(query);
     return { definition, meta, auth };
@@ -122,20 +125,31 @@ export class RegistryCore implements InstanceHost {
     return instance;
   }
 
-  /** onAuth's result, or a promise of it when onAuth is async; failures become SPEC §5 errors. */
+  /** The auth data (onAuth's or the route's), or a promise of it when async; failures become SPEC §5 errors. */
   authorize(definition: ActorDefinition, query: ParsedQuery, opts: EnterOptions): unknown {
-    const onAuth = definition.config.onAuth;
-    if (!onAuth) throw errors.forbidden();
-    const intents = new Set<AuthArgs["intents"] extends Set<infer T> ? T : never>(intentsOf(query.kind));
-    if (opts.intent) intents.add(opts.intent);
+    const { authBy, params } = opts;
+    if (authBy === "skip") return undefined;
+    let check: () => unknown;
+    let what: string;
+    if (typeof authBy === "function") {
+      check = authBy;
+      what = `The route's auth(req) for "${query.name}"`;
+    } else {
+      const onAuth = definition.config.onAuth;
+      if (!onAuth) throw errors.forbidden();
+      const intents = new Set<AuthArgs["intents"] extends Set<infer T> ? T : never>(intentsOf(query.kind));
+      if (opts.intent) intents.add(opts.intent);
+      check = () => onAuth({ request: opts.request, intents, params, source: authBy }, params);
+      what = `onAuth of "${query.name}"`;
+    }
     const failed = (err: unknown) => {
       if (err instanceof ActorError) return err;
-      log.error(`onAuth of "${query.name}" threw:`, err);
+      log.error(`${what} threw:`, err);
       return errors.internal();
     };
     let result: unknown;
     try {
-      result = onAuth({ request: opts.request, intents, params: opts.params }, opts.params);
+      result = check();
     } catch (err) {
       throw failed(err);
     }

@@ -4,17 +4,19 @@ import { splitHeaders } from "../http/serve";
 import { log } from "../log";
 import { DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE } from "../http/middleware";
 import { coreOf, type Registry } from "../registry/setup";
-import { checkForwardOptions, forwardTarget, type ForwardOptions } from "../http/forward";
+import { checkForwardOptions, forwardTarget, type ForwardOptions, type RouteAuth } from "../http/forward";
 import { upgradePath, type ExpressWsRequest } from "./route";
 import { filterProtocolHeader, offeredProtocols, serveWebSocket } from "./serve";
 import { watchServers } from "./upgrade";
 
-export interface ForwardWebSocketOptions<R extends ExpressWsRequest = any> extends Omit<ForwardOptions<any>, "maxBodySize" | "key" | "path" | "params" | "input"> {
+export interface ForwardWebSocketOptions<R extends ExpressWsRequest = any> extends Omit<ForwardOptions<any>, "maxBodySize" | "key" | "path" | "params" | "input" | "auth"> {
   key: (req: R) => string | string[];
   /** The path (and query string) the actor's request sees; default: the URL below the mount point. */
   path?: (req: R) => string;
   params?: (req: R) => unknown;
   input?: (req: R) => unknown;
+  /** As for forwardToActor: "run" (default), "skip", or `(req) => authData` in place of onAuth. */
+  auth?: RouteAuth<R>;
   maxWebSocketMessageSize?: number;
 }
 

@@ -6,7 +6,7 @@ import type { RegistryCore } from "../registry/core";
 import { sendError } from "../http/response";
 import { stripOrigin } from "../http/target";
 import { readRouterHeaders, splitHeaders } from "../http/serve";
-import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSocket, type WebSocketOptions } from "./serve";
+import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "./serve";
 import { upgradeInfo, warnMissingExpressWs } from "./upgrade";
 
 /** What express-ws adds to the request of an accepted upgrade. */
@@ -72,10 +72,10 @@ export function routeWebSocket(
   const offered = offeredProtocols(req);
   readProtocolEntries(offered, rivet);
   filterProtocolHeader(headers, offered);
-  let target;
+  let target: WebSocketTarget | ActorError;
   try {
     const { query, params } = readRouterHeaders(rivet);
-    target = { query, params, path: path.slice(RAW_WEBSOCKET_PATH.length), skipAuth: false };
+    target = { query, params, path: path.slice(RAW_WEBSOCKET_PATH.length), authBy: "router" };
   } catch (err) {
     target = err instanceof ActorError ? err : new ActorError(400, "invalid_query", "Invalid actor query");
   }

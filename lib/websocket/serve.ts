@@ -3,7 +3,7 @@ import type { WebSocket as WsSocket } from "ws";
 import { ActorError, publicError } from "../errors";
 import { log, type Logger } from "../log";
 import type { SocketDriver, W3CWebSocket } from "./socket";
-import type { RegistryCore } from "../registry/core";
+import type { AuthBy, RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
 import { actorUrl, originOf, type RouterHeaders } from "../http/request";
 import { isTransportEntry, parseProtocols, selectableProtocols, upgradeInfo } from "./upgrade";
@@ -13,7 +13,7 @@ export interface WebSocketTarget {
   query: ParsedQuery;
   params: unknown;
   path: string;
-  skipAuth: boolean;
+  authBy: AuthBy;
 }
 
 export interface WebSocketOptions {
@@ -119,7 +119,7 @@ export async function runActorSocket(
   }
   let entered;
   try {
-    entered = await core.enter(target.query, { request, params: target.params, intent: "websocket", skipAuth: target.skipAuth });
+    entered = await core.enter(target.query, { request, params: target.params, intent: "websocket", authBy: target.authBy });
   } catch (err) {
     const { code, reason } = closeFor(err);
     driver.fail(code, reason);
