@@ -5,7 +5,8 @@ import { log } from "../log";
 import { DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE } from "../http/middleware";
 import { coreOf, type Registry } from "../registry/setup";
 import { checkForwardOptions, forwardTarget, type ForwardOptions, type RouteAuth } from "../http/forward";
-import { upgradePath, type ExpressWsRequest } from "./route";
+import type { ExpressWsRequest, ExpressWsSocket } from "./express-ws";
+import { upgradePath } from "./route";
 import { filterProtocolHeader, offeredProtocols, serveWebSocket } from "./serve";
 import { watchServers } from "./upgrade";
 
@@ -30,7 +31,7 @@ export function forwardWebSocketToActor<R extends ExpressWsRequest = any>(
   const websocket = { maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE };
   watchServers();
 
-  return function forwardWebSocketHandler(ws: WsSocket, req: R) {
+  return function forwardWebSocketHandler(socket: ExpressWsSocket, req: R) {
     // Claims the upgrade; held frames flow from the next turn, after serveWebSocket's listeners exist.
     req.wsHandled = true;
     const { headers } = splitHeaders(req);
@@ -42,6 +43,6 @@ export function forwardWebSocketToActor<R extends ExpressWsRequest = any>(
       if (!(err instanceof ActorError)) log.error("forwardWebSocketToActor(): building the target failed:", err);
       target = err instanceof ActorError ? err : errors.internal();
     }
-    void serveWebSocket(core, ws, req, headers, target, websocket);
+    void serveWebSocket(core, socket as WsSocket, req, headers, target, websocket);
   };
 }

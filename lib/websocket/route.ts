@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError } from "../errors";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
@@ -7,10 +7,9 @@ import { sendError } from "../http/response";
 import { stripOrigin } from "../http/target";
 import { readRouterHeaders, splitHeaders } from "../http/serve";
 import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "./serve";
+import type { ExpressWsRequest } from "./express-ws";
 import { upgradeInfo, warnMissingExpressWs } from "./upgrade";
 
-/** What express-ws adds to the request of an accepted upgrade. */
-export type ExpressWsRequest = IncomingMessage & { ws?: WsSocket; wsHandled?: boolean; baseUrl?: string };
 
 const SUFFIX = "/.websocket";
 
@@ -48,7 +47,7 @@ export function routeWebSocket(
   pathname: string,
   options: WebSocketOptions,
 ): boolean {
-  const ws = req.ws;
+  const ws = req.ws as WsSocket | undefined;
   if (!ws) {
     if (!isUnder(pathname, RAW_WEBSOCKET_PATH) || req.method !== "GET") return false;
     if (req.headers.upgrade?.toLowerCase() === "websocket" && /\bupgrade\b/i.test(req.headers.connection ?? "")) {
