@@ -70,6 +70,17 @@ describe.each([
   });
 });
 
+describe("an older express-ws (4, which brings ws 5)", () => {
+  it("says once at startup that ws 7 or 8 is what is tested, and still serves", async () => {
+    const dir = await freshApp("express-ws-4", ["express@4", "express-ws@4"], ["smoke.js"]);
+    const { stdout, stderr } = await sh(dir, "node", ["smoke.js"]);
+    expect(stdout.trim().split("\n").pop()).toBe("SMOKE OK");
+    const warnings = stderr.split("\n").filter((line) => line.includes("express-ws loads ws 5.x"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("Install express-ws@5");
+  });
+});
+
 describe("the shipped types in a strict consumer without skipLibCheck", () => {
   const resolutions = [
     { moduleResolution: "node10", module: "commonjs" },

@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import type { WebSocket as WsSocket } from "ws";
 import { log } from "../log";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
-import { pauseWs, resumeWs } from "./ws-compat";
+import { pauseWs, resumeWs, warnUnsupportedWs } from "./ws-compat";
 
 /**
  * express-ws handshakes every upgrade before routing, then lets Express route it. That loses
@@ -34,6 +34,7 @@ export function watchServers() {
   const flags = connections as unknown as Record<symbol, boolean | undefined>;
   if (flags[WATCHING]) return;
   flags[WATCHING] = true;
+  warnUnsupportedWs();
   connections.subscribe((message) => {
     const server = (message as { socket: { server?: unknown } }).socket.server;
     if (server instanceof http.Server || server instanceof https.Server) hookServer(server);
