@@ -459,7 +459,7 @@ describe.each(expressVersions)("request mapping on $label", ({ express }) => {
       expect(await (await emptyPost(parsed.url)).json()).toEqual(unparsed);
     });
 
-    it("a JSON body express.json() parsed is re-serialized: what changes (docs/notes-http-defects.md)", async () => {
+    it("a JSON body express.json() parsed is re-serialized: what changes (docs/api.md, bodies a parser already read)", async () => {
       handler = async (req) => new Response(await req.text());
       const sent = '{ "n": 12345678901234567890, "f": 1.0, "e": 1e3, "b": 0, "2": "int key", "u": "\\u00e9", "b": 1 }';
       const res = await post("json").set("Content-Type", "application/json").send(sent).expect(200);
