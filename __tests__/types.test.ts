@@ -1,4 +1,5 @@
 import express from "express";
+import WS from "ws";
 import { actor, forwardToActor, setup } from "express-actors";
 import { createClient, type ActorAccessor, type ActorHandle } from "express-actors/client";
 
@@ -40,6 +41,21 @@ const typeOnly = () => {
   server.chatRoom.get("k").fetch("/");
   // @ts-expect-error: the server-side client is typed the same way
   server.chatroom.get("k");
+
+  // Options: a ws class or subclass, or the platform's WebSocket; headers fixed or from a (async) function.
+  class CaWebSocket extends WS {
+    constructor(url: string, protocols: string[], options?: WS.ClientOptions) {
+      super(url, protocols, { ...options, ca: "…" });
+    }
+  }
+  createClient("http://x", { WebSocket: WS, headers: { cookie: "a=b" } });
+  createClient("http://x", { WebSocket: CaWebSocket, headers: [["authorization", "Bearer t"]] });
+  createClient("http://x", { WebSocket: globalThis.WebSocket, headers: async () => new Headers() });
+  createClient("http://x", { fetch: globalThis.fetch, headers: () => ({ authorization: "Bearer t" }) });
+  // @ts-expect-error: headers are a HeadersInit or a function returning one
+  createClient("http://x", { headers: 42 });
+  // @ts-expect-error: WebSocket is a constructor
+  createClient("http://x", { WebSocket: () => new WS("ws://x") });
 
   // Without the registry type, any name is allowed.
   createClient("http://localhost:3000/registry").anything.get("k");

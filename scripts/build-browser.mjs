@@ -1,27 +1,31 @@
 // Builds the browser bundle of express-actors/client: ESM, no Node built-ins, no `ws`.
+// `node scripts/build-browser.mjs [outfile]` (default dist/browser/client.js).
 import { build } from "esbuild";
 
-/** Browsers have their own WebSocket; the client's Node fallback to `ws` must not be bundled. */
-const noWs = {
-  name: "no-ws",
+/**
+ * Browsers have their own WebSocket: the client's Node default (default-websocket.ts, which loads
+ * `ws`) is swapped for default-websocket.browser.ts, and anything else reaching for `ws` or a Node
+ * built-in fails the build instead of shipping code that breaks in a page.
+ */
+const browserOnly = {
+  name: "browser-only",
   setup(b) {
-    b.onResolve({ filter: /^ws$/ }, () => ({ path: "ws", namespace: "no-ws" }));
-    b.onLoad({ filter: /.*/, namespace: "no-ws" }, () => ({
-      contents: 'export const WebSocket = undefined; throw new Error("express-actors: this browser has no WebSocket");',
-      loader: "js",
+    b.onResolve({ filter: /\/default-websocket$/ }, (args) => ({ path: `${args.resolveDir}/default-websocket.browser.ts` }));
+    b.onResolve({ filter: /^(ws|node:.*)$/ }, (args) => ({
+      errors: [{ text: `the browser build must not import "${args.path}" (from ${args.importer})` }],
     }));
   },
 };
 
 await build({
   entryPoints: ["lib/client/index.ts"],
-  outfile: "dist/browser/client.js",
+  outfile: process.argv[2] ?? "dist/browser/client.js",
   bundle: true,
   format: "esm",
   platform: "browser",
   target: "es2022",
   sourcemap: true,
   legalComments: "none",
-  plugins: [noWs],
+  plugins: [browserOnly],
   logLevel: "warning",
 });

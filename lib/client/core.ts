@@ -1,5 +1,6 @@
 import type { ActorQuery } from "../registry/query";
-import { INTERNAL_HEADER_PREFIX, actorPath } from "../protocol";
+import { actorPath } from "../protocol";
+import { withoutInternal } from "./headers";
 
 /** How a client reaches actors: over HTTP (createClient) or in process (createServerClient). */
 export interface Transport {
@@ -64,10 +65,7 @@ const BODYLESS = new Set(["GET", "HEAD"]);
  */
 export function mergeInit(base: Request | undefined, init: RequestInit = {}): RequestInit & { method: string; headers: Headers } {
   const method = (init.method ?? base?.method ?? "GET").toUpperCase();
-  const headers = new Headers(init.headers ?? base?.headers);
-  for (const name of [...headers.keys()]) {
-    if (name.startsWith(INTERNAL_HEADER_PREFIX)) headers.delete(name);
-  }
+  const headers = withoutInternal(new Headers(init.headers ?? base?.headers));
   let body = init.body;
   if (body === undefined && base?.body && !BODYLESS.has(method)) body = base.body;
   const merged: RequestInit & { method: string; headers: Headers; duplex?: "half" } = {
