@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import expressWs from "express-ws";
+import ts from "typescript";
 import { Agent, fetch as undiciFetch } from "undici";
 import WS from "ws";
 import { actor, actorMiddleware, setup, Unauthorized } from "express-actors";
@@ -245,6 +246,67 @@ describe.each(expressVersions)("createClient options on $label", ({ express }) =
       await expect(h.fetch("/")).rejects.toThrow("token refresh failed");
       await expect(h.websocket()).rejects.toThrow("token refresh failed");
     });
+  });
+});
+
+describe("docs/api.md: HTTPS with a private CA", () => {
+  const ROOT = path.join(__dirname, "..");
+  const api = readFileSync(path.join(ROOT, "docs", "api.md"), "utf8");
+  const after = api.slice(api.indexOf("\n### HTTPS with a private CA\n"));
+  const recipe = /```ts\n([\s\S]*?)```/.exec(after)?.[1] ?? "";
+  const CA_PATH = "/etc/ssl/internal-ca.pem";
+  const URL_IN_DOCS = "https://actors.internal:8443/registry";
+
+  it("has the recipe, with the CA path and URL this test replaces", () => {
+    expect(recipe).toContain(CA_PATH);
+    expect(recipe).toContain(URL_IN_DOCS);
+  });
+
+  it("type-checks strictly as a file of a user's project", () => {
+    const dir = mkdtempSync(path.join(ROOT, ".client-recipe-"));
+    try {
+      const file = path.join(dir, "client.ts");
+      writeFileSync(file, recipe.replace('from "express-actors/client"', 'from "../lib/client"'));
+      const program = ts.createProgram([file], {
+        target: ts.ScriptTarget.ES2022,
+        module: ts.ModuleKind.CommonJS,
+        moduleResolution: ts.ModuleResolutionKind.Node10,
+        lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
+        types: ["node"],
+        strict: true,
+        esModuleInterop: true,
+        skipLibCheck: true,
+        noEmit: true,
+      });
+      const report = ts.formatDiagnostics(ts.getPreEmitDiagnostics(program), {
+        getCanonicalFileName: (f) => f,
+        getCurrentDirectory: () => ROOT,
+        getNewLine: () => "\n",
+      });
+      expect(report).toBe("");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each(expressVersions)("runs as written against an HTTPS server on $label: fetch, socket and headers", async ({ express }) => {
+    const server = await serve(express, true);
+    process.env.API_TOKEN = "from-env";
+    try {
+      const code = recipe.replace(CA_PATH, path.join(certDir, "ca.crt")).replace(URL_IN_DOCS, server.endpoint);
+      const js = ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } });
+      const exported: { client?: ReturnType<typeof createClient> } = {};
+      new Function("require", "exports", js.outputText)(require, exported);
+      const h = exported.client!.echo.getOrCreate(key());
+      const expected = { cookie: null, authorization: "Bearer from-env" };
+      expect((await seenBy(await h.fetch("/"))).auth).toEqual(expected);
+      const { seen, echoed } = await talk(await h.websocket());
+      expect(echoed).toBe("echo:ping");
+      expect(seen.auth).toEqual(expected);
+    } finally {
+      delete process.env.API_TOKEN;
+      await server.close();
+    }
   });
 });
 
