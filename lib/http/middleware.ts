@@ -9,6 +9,7 @@ import { routeWebSocket } from "../websocket/route";
 import { createCors, type CorsOptions } from "./cors";
 import { watchServers } from "../websocket/upgrade";
 import { stripOrigin } from "./target";
+import { createGateway } from "../gateway/router";
 
 export interface ActorMiddlewareOptions {
   /** Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB. */
@@ -25,7 +26,7 @@ export const DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE = 1024 * 1024;
 
 /**
- * The router of SPEC §2 as Express middleware: mount it with `app.use(path, actorMiddleware(registry))`.
+ * The router of SPEC §2, and RivetKit's client protocol (SPEC §10), as Express middleware: mount it with `app.use(path, actorMiddleware(registry))`.
  * Works on Express 4 and 5; requests it does not own go on to `next()`.
  */
 export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewareOptions = {}) {
@@ -33,6 +34,7 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
   const http: HttpOptions = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
   const websocket = { maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE };
   const cors = createCors(options.cors);
+  const gateway = createGateway(core, { http, websocket, cors });
   watchServers();
 
   return function expressActors(req: IncomingMessage, res: ServerResponse, next: Next) {
@@ -40,6 +42,7 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
     const search = url.indexOf("?");
     const pathname = search === -1 ? url : url.slice(0, search);
 
+    if (gateway(req, res, next, url, pathname)) return;
     if (routeWebSocket(core, req, res, next, pathname, websocket)) return;
 
     const raw = isUnder(pathname, RAW_HTTP_PATH);

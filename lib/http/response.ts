@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isUint8Array } from "node:util/types";
-import { ActorError, publicError } from "../errors";
+import { ActorError } from "../errors";
 import { log } from "../log";
+import { errorPayload } from "./error-shape";
 
 type Res = ServerResponse & { flush?: () => void };
 type ReadResult = ReadableStreamReadResult<Uint8Array>;
@@ -14,7 +15,7 @@ const noop = () => {};
 const FETCH_DECODES = new Set(["gzip", "x-gzip", "deflate", "br"]);
 const EVENT_STREAM = /^\s*text\/event-stream\s*(?:;|$)/i;
 
-/** Writes a library error as the JSON body of SPEC §5; anything unexpected is logged, never shown. */
+/** Writes a library error as a JSON body (SPEC §5, or the route's shape); anything unexpected is logged, never shown. */
 export function sendError(res: Res, err: unknown) {
   if (!(err instanceof ActorError)) log.error("unexpected error:", err);
   if (res.headersSent) {
@@ -22,7 +23,7 @@ export function sendError(res: Res, err: unknown) {
     return;
   }
   if (res.destroyed) return;
-  const { status, body } = publicError(err);
+  const { status, body } = errorPayload(res, err);
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);

@@ -16,6 +16,8 @@ export interface FetchTarget {
   /** Path and query string as the actor should see them. */
   path: string;
   authBy: AuthBy;
+  /** Adjusts the built Request before onAuth and the actor see it (the gateway drops its own headers). */
+  prepare?: (request: Request) => void;
 }
 
 /** The query, encoding and conn params of SPEC §2, validated. */
@@ -54,6 +56,7 @@ export async function serveFetch(
   let built;
   try {
     built = buildRequest(req, res, actorUrlText(originOf(req), target.path), options.maxBodySize);
+    target.prepare?.(built.request);
   } catch (err) {
     sendError(res, err);
     return;

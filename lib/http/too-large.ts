@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { errors, publicError } from "../errors";
+import { errors } from "../errors";
 import { log } from "../log";
+import { errorPayload } from "./error-shape";
 
 type Res = ServerResponse & { flush?: () => void };
 
@@ -30,7 +31,7 @@ export function refuseBody(req: IncomingMessage, res: Res, limit: number): void 
     return;
   }
   if (res.destroyed) return;
-  const text = JSON.stringify(publicError(errors.payloadTooLarge(limit)).body);
+  const text = JSON.stringify(errorPayload(res, errors.payloadTooLarge(limit)).body);
   res.writeHead(413, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),

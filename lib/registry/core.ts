@@ -101,8 +101,8 @@ export class RegistryCore implements InstanceHost {
     const definition = this.admit(query);
     const auth = await this.authorize(definition, query, opts);
     this.checkHandler(definition, query.name, opts.intent);
-    const meta = await this.resolve(query);
-    return { definition, meta, auth };
+    const { meta, created } = await this.find(query);
+    return { definition, meta, created, auth };
   }
 
   private admit(query: ParsedQuery): ActorDefinition {
@@ -161,25 +161,35 @@ export class RegistryCore implements InstanceHost {
 
   /** Finds (or creates, per the query) the actor's record without activating it. */
   async resolve(query: ParsedQuery): Promise<ActorMeta> {
+    return (await this.find(query)).meta;
+  }
+
+  /** resolve(), also telling whether this call created the actor. */
+  private async find(query: ParsedQuery): Promise<{ meta: ActorMeta; created: boolean }> {
     const { kind, name, key } = query;
     if (kind === "getForId") {
-      const meta = this.instances.get(query.actorId)?.meta ?? (await this.store.lookupId(query.actorId));
+      const meta = await this.lookupId(query.actorId);
       if (!meta || meta.name !== name) throw errors.actorNotFound(`no "${name}" actor with id ${query.actorId}`);
-      return meta;
+      return { meta, created: false };
     }
     const knownId = this.keyIndex.get(query.keyId);
     const known = knownId === undefined ? undefined : this.instances.get(knownId)?.meta;
     if (kind === "create") {
       if (known) throw errors.alreadyExists(name, key);
-      const { created, meta } = await this.store.createIfAbsent(newMeta(query));
-      if (!created) throw errors.alreadyExists(name, key);
-      return meta;
+      const result = await this.store.createIfAbsent(newMeta(query));
+      if (!result.created) throw errors.alreadyExists(name, key);
+      return result;
     }
-    if (known) return known;
+    if (known) return { meta: known, created: false };
     const found = await this.store.lookupKey(name, key);
-    if (found) return found;
+    if (found) return { meta: found, created: false };
     if (kind === "get") throw errors.actorNotFound(`no "${name}" actor with key ${JSON.stringify(key)}`);
-    return (await this.store.createIfAbsent(newMeta(query))).meta;
+    return this.store.createIfAbsent(newMeta(query));
+  }
+
+  /** The record of an actor id, whatever its name; undefined when there is none. */
+  async lookupId(actorId: string): Promise<ActorMeta | undefined> {
+    return this.instances.get(actorId)?.meta ?? (await this.store.lookupId(actorId));
   }
 
   /** Exactly one activation per actor id, shared by concurrent callers; returns it acquired. */

@@ -34,6 +34,19 @@ function isUnder(pathname: string, prefix: string): boolean {
 }
 
 /**
+ * A plain request on a WebSocket route: 426, or 501 when it is an upgrade that nothing accepted
+ * (express-ws is missing), with a one-time log.
+ */
+export function refusePlainRequest(req: IncomingMessage, res: ServerResponse) {
+  if (req.headers.upgrade?.toLowerCase() === "websocket" && /\bupgrade\b/i.test(req.headers.connection ?? "")) {
+    warnMissingExpressWs();
+    sendError(res, new ActorError(501, "websocket_not_configured", "WebSockets are not enabled on this server"));
+  } else {
+    sendError(res, new ActorError(426, "upgrade_required", "This route only accepts WebSocket upgrades"));
+  }
+}
+
+/**
  * Handles `{mount}/actors/raw/websocket/*` in actorMiddleware; returns false for plain requests
  * that are not for this route. A plain GET there gets 426; an upgrade that arrives as a plain
  * request means express-ws is missing (nothing accepted it), so it gets 501 and a one-time log.
@@ -50,12 +63,7 @@ export function routeWebSocket(
   const ws = req.ws as WsSocket | undefined;
   if (!ws) {
     if (!isUnder(pathname, RAW_WEBSOCKET_PATH) || req.method !== "GET") return false;
-    if (req.headers.upgrade?.toLowerCase() === "websocket" && /\bupgrade\b/i.test(req.headers.connection ?? "")) {
-      warnMissingExpressWs();
-      sendError(res, new ActorError(501, "websocket_not_configured", "WebSockets are not enabled on this server"));
-    } else {
-      sendError(res, new ActorError(426, "upgrade_required", "This route only accepts WebSocket upgrades"));
-    }
+    refusePlainRequest(req, res);
     return true;
   }
   const path = upgradePath(req);

@@ -73,15 +73,25 @@ export function isTransportEntry(protocol: string): boolean {
   return protocol.startsWith("query.") || protocol.startsWith("conn_params.") || protocol.startsWith("encoding.");
 }
 
-/** The offer ws should choose from: user protocols first, then the `rivetkit` marker (SPEC §2). */
+/**
+ * The offer ws should choose from: user protocols first, then the `rivetkit` marker (SPEC §2).
+ * RivetKit's own client (SPEC §10) offers the `rivet` marker with `rivet_*` entries that carry
+ * conn params and the like: `rivet` is selected, as RivetKit's server does, and no `rivet_*` entry ever is.
+ */
 export function selectableProtocols(protocols: string[]): string[] {
+  if (isGatewayOffer(protocols)) return ["rivet", ...protocols.filter((p) => p !== "rivet" && !p.startsWith("rivet_"))];
   const user = protocols.filter((p) => p !== "rivetkit" && !isTransportEntry(p));
   return protocols.includes("rivetkit") ? [...user, "rivetkit"] : user;
 }
 
+function isGatewayOffer(protocols: string[]): boolean {
+  return protocols.includes("rivet") && !protocols.includes("rivetkit");
+}
+
 function onUpgrade(this: http.Server, req: http.IncomingMessage, socket: Duplex) {
   const protocols = parseProtocols(req.headers["sec-websocket-protocol"] as string | undefined);
-  const ours = protocols.includes("rivetkit") || (req.url ?? "").split("?")[0].includes(RAW_WEBSOCKET_PATH);
+  const ours =
+    protocols.includes("rivetkit") || isGatewayOffer(protocols) || (req.url ?? "").split("?")[0].includes(RAW_WEBSOCKET_PATH);
   if (this.listenerCount("upgrade") === 1) {
     // The other listener went away after this connection was hooked; nobody can accept it.
     if (ours) refuseWithoutExpressWs(socket);

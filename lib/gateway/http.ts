@@ -1,0 +1,27 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RegistryCore } from "../registry/core";
+import { sendError } from "../http/response";
+import { serveFetch, type FetchTarget, type HttpOptions } from "../http/serve";
+import { connParamsHeader, dropInternalHeaders } from "./headers";
+import type { GatewayRoute } from "./paths";
+import { resolveGatewayTarget } from "./target";
+
+/** `ANY {mount}/gateway/{actorId|name}/request/{path}` → the actor's onFetch, with onAuth (source "gateway"). */
+export async function serveGatewayFetch(
+  core: RegistryCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: GatewayRoute,
+  options: HttpOptions,
+): Promise<void> {
+  let target: FetchTarget;
+  try {
+    const params = connParamsHeader(req.rawHeaders);
+    const { query, path } = await resolveGatewayTarget(core, route);
+    target = { query, params, path, authBy: "gateway", prepare: (request) => dropInternalHeaders(request.headers) };
+  } catch (err) {
+    sendError(res, err);
+    return;
+  }
+  await serveFetch(core, req, res, target, options);
+}
