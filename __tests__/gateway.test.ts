@@ -353,6 +353,12 @@ describe.each(expressVersions)("the gateway on $label", ({ express }) => {
       expectGatewayError(await call(`${base}/gateway/${id}/request/`, { method: "POST", body: "x".repeat(5000) }), 413, "request", "payload_too_large");
     });
 
+    it("RivetKit actions get a clear 404, not the app's page", async () => {
+      const res = await call(`${base}/gateway/some-id/action/increment`, { method: "POST", body: "x" });
+      expectGatewayError(res, 404, "handler", "actions_not_supported");
+      expectGatewayError(await call(`${base}/gateway/counter/connect?rvt-method=get`), 404, "handler", "connections_not_supported");
+    });
+
     it("other paths under /gateway go on to the app", async () => {
       const res = await call(`${base}/gateway/some-id/count`);
       expect([res.status, res.text]).toEqual([404, "the app's own 404"]);

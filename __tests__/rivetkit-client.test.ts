@@ -293,6 +293,17 @@ describe.each(expressVersions)("$label", ({ express }) => {
       else expect(await RivetkitClient.rejection(handle.fetch("/"))).toMatchObject({ group: "auth", code: "forbidden" });
     });
 
+    it("actions and connections are refused with a clear error, at once", async () => {
+      const handle = await rivet.handle({ how: "getOrCreate", name: "counter", key: [key("action")] });
+      expect(await RivetkitClient.rejection(handle.action("increment", [1]))).toMatchObject({
+        group: "handler",
+        code: "actions_not_supported",
+        isClientActorError: true,
+      });
+      const viaConnection = await RivetkitClient.rejection(handle.action("increment", [1], "connection"));
+      expect(viaConnection.message).toContain("connections_not_supported");
+    });
+
     it("an actor without onFetch answers 404 fetch_not_defined; without onWebSocket the socket closes 4404", async () => {
       const handle = await rivet.handle({ how: "getOrCreate", name: "bare", key: [key("bare")] });
       const res = await handle.fetch("/");

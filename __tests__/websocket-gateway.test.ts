@@ -163,6 +163,10 @@ describe.each(expressVersions)("gateway WebSockets on $label", ({ express }) => 
       expect(client.ws.protocol).toBe("rivet");
     });
 
+    it("a RivetKit connection (`handle.connect()`) → 4404 connections_not_supported", async () => {
+      expect(await closeOf(open(`/gateway/counter/connect?rvt-method=getOrCreate&rvt-key=c`))).toEqual({ code: 4404, reason: "connections_not_supported" });
+    });
+
     it("a private actor by id → 4403", async () => {
       const id = await idOf([k("secret")], "secret");
       expect(await closeOf(open(`/gateway/${id}/websocket/`))).toEqual({ code: 4403, reason: "forbidden" });

@@ -140,6 +140,11 @@ export class RemoteHandle {
     return this.client.call("fetch", { ref: this.ref, input, init, read });
   }
 
+  /** An action (`handle[name](...args)`), or one over `handle.connect()`: RivetKit features express-actors refuses. */
+  action(action: string, args: unknown[] = [], over: "handle" | "connection" = "handle"): Promise<unknown> {
+    return this.client.call(over === "handle" ? "action" : "connAction", { ref: this.ref, action, args });
+  }
+
   /** The Response's head, with its body left to read chunk by chunk. */
   async fetchStream(input: string, init: { method?: string; headers?: Record<string, string> } = {}) {
     const head: FetchResult & { stream: number } = await this.client.call("fetch", { ref: this.ref, input, init, read: "stream" });

@@ -83,6 +83,18 @@ const ops = {
     return { sock, readyState: ws.readyState };
   },
 
+  action: ({ ref, action, args }) => handles.get(ref)[action](...args),
+
+  /** An action over `handle.connect()`; the connection is disposed afterwards. */
+  connAction: async ({ ref, action, args }) => {
+    const conn = handles.get(ref).connect();
+    try {
+      return await conn[action](...args);
+    } finally {
+      void conn.dispose().catch(() => {});
+    }
+  },
+
   send: ({ sock, text, base64 }) => {
     sockets.get(sock).send(text ?? Buffer.from(base64, "base64"));
   },

@@ -18,7 +18,17 @@ const GROUPS: Record<string, string> = {
   fetch_not_defined: "handler",
   websocket_not_defined: "handler",
   invalid_fetch_response: "handler",
+  actions_not_supported: "handler",
+  connections_not_supported: "handler",
   internal_error: "internal",
+};
+
+/** RivetKit features that need its actor runtime: the client gets a clear refusal instead of the app's 404 page. */
+export const unsupported = {
+  actions: () =>
+    new ActorError(404, "actions_not_supported", "express-actors actors have no actions: use handle.fetch() and handle.websocket() (onFetch, onWebSocket)"),
+  connections: () =>
+    new ActorError(404, "connections_not_supported", "express-actors actors have no connections or events: use handle.websocket() (onWebSocket)"),
 };
 
 export interface GatewayErrorBody {

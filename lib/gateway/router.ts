@@ -1,15 +1,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { useErrorShape } from "../http/error-shape";
+import { sendError } from "../http/response";
 import type { HttpOptions } from "../http/serve";
 import type { RegistryCore } from "../registry/core";
 import { refusePlainRequest, upgradePath, type ExpressWsRequest } from "../websocket/route";
 import type { WebSocketOptions } from "../websocket/serve";
 import { serveActors } from "./actors";
-import { gatewayError } from "./errors";
+import { gatewayError, unsupported } from "./errors";
 import { serveGatewayFetch } from "./http";
 import { sendMetadata } from "./metadata";
 import { ACTORS_PATH, METADATA_PATH, parseGatewayPath } from "./paths";
-import { serveGatewayWebSocket } from "./websocket";
+import { refuseWebSocket, serveGatewayWebSocket } from "./websocket";
 
 export interface GatewayOptions {
   http: HttpOptions;
@@ -31,8 +32,9 @@ export function createGateway(core: RegistryCore, options: GatewayOptions) {
   return function gateway(req: ExpressWsRequest, res: ServerResponse, next: Next, url: string, pathname: string): boolean {
     if (req.ws) {
       const route = parseGatewayPath(upgradePath(req));
-      if (route?.kind !== "websocket") return false;
-      serveGatewayWebSocket(core, req.ws, req, route, websocket);
+      if (route?.kind === "websocket") serveGatewayWebSocket(core, req.ws, req, route, websocket);
+      else if (route?.kind === "connect") refuseWebSocket(core, req.ws, req, unsupported.connections(), websocket);
+      else return false;
       return true;
     }
     if (pathname === METADATA_PATH || pathname === ACTORS_PATH) {
@@ -53,7 +55,8 @@ export function createGateway(core: RegistryCore, options: GatewayOptions) {
     useErrorShape(res, gatewayError);
     if (cors?.(req, res)) return true;
     if (route.kind === "websocket") refusePlainRequest(req, res);
-    else serveGatewayFetch(core, req, res, route, http).catch(next);
+    else if (route.kind === "request") serveGatewayFetch(core, req, res, route, http).catch(next);
+    else sendError(res, route.kind === "action" ? unsupported.actions() : unsupported.connections());
     return true;
   };
 }

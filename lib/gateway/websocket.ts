@@ -37,6 +37,12 @@ export function serveGatewayWebSocket(
   });
 }
 
+/** Accepts the upgrade, then closes it with the code of `err` (SPEC §5). */
+export function refuseWebSocket(core: RegistryCore, ws: WsSocket, req: ExpressWsRequest, err: ActorError, options: WebSocketOptions) {
+  req.wsHandled = true;
+  void serveWebSocket(core, ws, req, new Headers(), err, options);
+}
+
 async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string[]): Promise<WebSocketTarget | ActorError> {
   try {
     const params = readProtocolEntries(offered);
