@@ -45,7 +45,7 @@ export function refuseWebSocket(core: RegistryCore, ws: WsSocket, req: ExpressWs
 
 async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string[]): Promise<WebSocketTarget | ActorError> {
   try {
-    const params = readProtocolEntries(offered);
+    const params = connParamsEntry(offered);
     const { query, path } = await resolveGatewayTarget(core, route);
     return { query, params, path, authBy: "gateway" };
   } catch (err) {
@@ -55,8 +55,8 @@ async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string
   }
 }
 
-/** Conn params from `rivet_conn_params.{encodeURIComponent(JSON)}`; the first of each entry wins. */
-export function readProtocolEntries(offered: string[]): unknown {
+/** Conn params from the first `rivet_conn_params.{encodeURIComponent(JSON)}` entry; every `rivet_encoding.` entry is checked. */
+function connParamsEntry(offered: string[]): unknown {
   let params: unknown;
   let seenParams = false;
   for (const entry of offered) {
