@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { WebSocket as WsSocket } from "ws";
 import { useErrorShape } from "../http/error-shape";
 import { sendError } from "../http/response";
 import type { HttpOptions } from "../http/serve";
 import type { RegistryCore } from "../registry/core";
-import { refusePlainRequest, upgradePath, type ExpressWsRequest } from "../websocket/route";
+import type { ExpressWsRequest } from "../websocket/express-ws";
+import { refusePlainRequest, upgradePath } from "../websocket/route";
 import type { WebSocketOptions } from "../websocket/serve";
 import { serveActors } from "./actors";
 import { gatewayError, unsupported } from "./errors";
@@ -31,9 +33,10 @@ export function createGateway(core: RegistryCore, options: GatewayOptions) {
 
   return function gateway(req: ExpressWsRequest, res: ServerResponse, next: Next, url: string, pathname: string): boolean {
     if (req.ws) {
+      const ws = req.ws as WsSocket;
       const route = parseGatewayPath(upgradePath(req));
-      if (route?.kind === "websocket") serveGatewayWebSocket(core, req.ws, req, route, websocket);
-      else if (route?.kind === "connect") refuseWebSocket(core, req.ws, req, unsupported.connections(), websocket);
+      if (route?.kind === "websocket") serveGatewayWebSocket(core, ws, req, route, websocket);
+      else if (route?.kind === "connect") refuseWebSocket(core, ws, req, unsupported.connections(), websocket);
       else return false;
       return true;
     }

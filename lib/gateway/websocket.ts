@@ -3,7 +3,7 @@ import { ActorError, errors } from "../errors";
 import { splitHeaders } from "../http/serve";
 import { log } from "../log";
 import type { RegistryCore } from "../registry/core";
-import type { ExpressWsRequest } from "../websocket/route";
+import type { ExpressWsRequest } from "../websocket/express-ws";
 import { filterProtocolHeader, offeredProtocols, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "../websocket/serve";
 import { dropInternalHeaders, parseConnParams } from "./headers";
 import type { GatewayRoute } from "./paths";

@@ -1,4 +1,4 @@
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError } from "../errors";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
