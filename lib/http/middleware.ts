@@ -26,8 +26,9 @@ export const DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE = 1024 * 1024;
 
 /**
- * The router of SPEC §2, and RivetKit's client protocol (SPEC §10), as Express middleware: mount it with `app.use(path, actorMiddleware(registry))`.
- * Works on Express 4 and 5; requests it does not own go on to `next()`.
+ * The router of SPEC §2, and RivetKit's client protocol (SPEC §10), as Express middleware: mount it
+ * with `app.use(path, actorMiddleware(registry))`. Works on Express 4 and 5; requests it does not
+ * own go on to `next()`.
  */
 export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewareOptions = {}) {
   const core = coreOf(registry);
