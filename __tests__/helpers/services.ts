@@ -131,3 +131,13 @@ export class OwnRedis {
     await exited;
   }
 }
+
+/** Captures console.error and console.warn (the library's log of a failing store) until `restore()`. */
+export function captureStoreLogs(): { lines: string[]; restore(): void } {
+  const lines: string[] = [];
+  const record = (...args: unknown[]) => {
+    lines.push(args.map((a) => (a instanceof Error ? a.message : String(a))).join(" "));
+  };
+  const spies = [jest.spyOn(console, "error").mockImplementation(record), jest.spyOn(console, "warn").mockImplementation(record)];
+  return { lines, restore: () => spies.forEach((spy) => spy.mockRestore()) };
+}

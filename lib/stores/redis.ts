@@ -59,19 +59,42 @@ export function redisStore(options: RedisStoreOptions): StateStore {
   if ((url === undefined) === (given === undefined)) throw new TypeError("redisStore: pass either `url` or `client`");
   if (url !== undefined && typeof url !== "string") throw new TypeError("redisStore: `url` must be a string");
   if (typeof prefix !== "string") throw new TypeError("redisStore: `prefix` must be a string");
-  const client = given ?? ownClient(url!);
+  const connection: { lastError?: Error } = {};
+  const client = given ?? ownClient(url!, connection);
   let closed: Promise<void> | undefined;
 
   const actorKey = (actorId: string) => `${prefix}actor:${actorId}`;
   const keyKey = (id: string) => `${prefix}key:${id}`;
 
-  function checkOpen() {
-    if (closed) throw new Error("redisStore: the store is closed");
+  // ioredis drops, without settling, a command whose connection closed before the reply when it is
+  // not set to send it again: each step in flight is failed here when the connection closes.
+  const inFlight = new Set<(err: Error) => void>();
+  const connectionClosed = () => {
+    for (const fail of [...inFlight]) fail(new Error("the connection closed before Redis answered"));
+  };
+  client.on("close", connectionClosed);
+
+  /** Runs one step; while the connection is down its error says where Redis was expected. */
+  function call<T>(step: () => Promise<T>): Promise<T> {
+    if (closed) return Promise.reject(new Error("redisStore: the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      const fail = (err: Error) => {
+        inFlight.delete(fail);
+        if (client.status === "ready") return reject(err);
+        const { host, port } = client.options;
+        const why = connection.lastError?.message ?? err.message;
+        reject(new Error(`redisStore: no answer from Redis at ${host}:${port} (${why})`, { cause: err }));
+      };
+      inFlight.add(fail);
+      step().then((value) => {
+        inFlight.delete(fail);
+        resolve(value);
+      }, fail);
+    });
   }
 
   /** EVALSHA, and EVAL when the server has lost its script cache (a restart, SCRIPT FLUSH). */
   async function run(name: ScriptName, keys: string[], args: Array<string | number>): Promise<any> {
-    checkOpen();
     try {
       return await client.evalsha(SHAS[name], keys.length, ...keys, ...args);
     } catch (err) {
@@ -86,73 +109,73 @@ export function redisStore(options: RedisStoreOptions): StateStore {
     async createIfAbsent(meta) {
       const id = keyId(meta.name, meta.key);
       const text = JSON.stringify(meta);
-      const existing: string | null = await run("create", [keyKey(id), actorKey(meta.actorId)], [text, id]);
+      const existing: string | null = await call(() => run("create", [keyKey(id), actorKey(meta.actorId)], [text, id]));
       return existing === null ? { created: true, meta: JSON.parse(text) } : { created: false, meta: parse(existing)! };
     },
     async lookupKey(name, key) {
-      checkOpen();
-      return parse(await client.get(keyKey(keyId(name, key))));
+      return parse(await call(() => client.get(keyKey(keyId(name, key)))));
     },
     async lookupId(actorId) {
-      checkOpen();
-      return parse(await client.hget(actorKey(actorId), "meta"));
+      return parse(await call(() => client.hget(actorKey(actorId), "meta")));
     },
     async load(actorId, options) {
       const epoch = epochOf(options);
-      if (epoch === undefined) {
-        checkOpen();
-        return (await client.hget(actorKey(actorId), "state")) ?? undefined;
-      }
-      const [admitted, value]: [number, string | null] = await run("claim", [actorKey(actorId)], [epoch]);
+      if (epoch === undefined) return (await call(() => client.hget(actorKey(actorId), "state"))) ?? undefined;
+      const [admitted, value]: [number, string | null] = await call(() => run("claim", [actorKey(actorId)], [epoch]));
       if (!admitted) throw fencedError(actorId, epoch, Number(value));
       return value ?? undefined;
     },
     async save(actorId, state, options) {
       const epoch = epochOf(options);
       if (epoch === undefined) {
-        checkOpen();
-        await client.hset(actorKey(actorId), "state", state);
+        await call(() => client.hset(actorKey(actorId), "state", state));
         return;
       }
-      const highest: string | null = await run("fencedSave", [actorKey(actorId)], [state, epoch]);
+      const highest: string | null = await call(() => run("fencedSave", [actorKey(actorId)], [state, epoch]));
       if (highest !== null) throw fencedError(actorId, epoch, Number(highest));
     },
     async delete(actorId) {
-      checkOpen();
-      const id = await client.hget(actorKey(actorId), "keyid");
-      // The key id is written with the meta, in one script: without it there is no key record.
-      if (id === null) await client.del(actorKey(actorId));
-      else await run("delete", [actorKey(actorId), keyKey(id)], []);
+      await call(async () => {
+        const id = await client.hget(actorKey(actorId), "keyid");
+        // The key id is written with the meta, in one script: without it there is no key record.
+        if (id === null) await client.del(actorKey(actorId));
+        else await run("delete", [actorKey(actorId), keyKey(id)], []);
+      });
     },
     close() {
+      if (!closed) client.off("close", connectionClosed);
       return (closed ??= given ? Promise.resolve() : quit(client));
     },
   };
 }
 
-function ownClient(url: string): Redis {
+function ownClient(url: string, connection: { lastError?: Error }): Redis {
   const { Redis: Driver } = loadDriver<typeof import("ioredis")>("ioredis", "redisStore");
   const client = new Driver(url, {
-    // A command whose connection drops fails rather than being sent again later: the actor's
-    // save is retried by the actor with its current state, and an old state never lands late.
+    // A command whose connection drops is not sent again later (the store has failed it already):
+    // the actor retries its save with its current state, and an old state never lands late.
     autoResendUnfulfilledCommands: false,
     // While Redis is unreachable a call fails after one reconnection attempt instead of waiting.
     maxRetriesPerRequest: 1,
   });
-  let reported = false;
   client.on("error", (err: Error) => {
-    if (!reported) log.warn(`redisStore: the connection to Redis failed (reconnecting): ${err.message}`);
-    reported = true;
+    // Logged once per outage: the client retries every few seconds until Redis answers again.
+    if (!connection.lastError) log.warn(`redisStore: the connection to Redis failed (reconnecting): ${err.message}`);
+    connection.lastError = err;
   });
-  client.on("ready", () => (reported = false));
+  client.on("ready", () => (connection.lastError = undefined));
   return client;
 }
 
 async function quit(client: Redis) {
+  // Without a connection there is nothing to say goodbye on; disconnect() also stops reconnecting.
+  if (client.status !== "ready") {
+    client.disconnect();
+    return;
+  }
   try {
     await client.quit();
   } catch {
-    // Quitting needs the server; a client that is still reconnecting is simply dropped.
     client.disconnect();
   }
 }
