@@ -18,23 +18,23 @@ const SAFE_ID = /^[A-Za-z0-9_-]{1,128}$/;
  */
 export function fileStore(options: FileStoreOptions): StateStore {
   const root = path.resolve(options.dir);
-  const dirs = {
-    meta: path.join(root, "actors"),
-    state: path.join(root, "state"),
-    keys: path.join(root, "keys"),
-    epochs: path.join(root, "epochs"),
-    locks: path.join(root, "locks"),
+  const dirs = { meta: path.join(root, "actors"), state: path.join(root, "state"), keys: path.join(root, "keys") };
+  // Made only once an epoch is used: a store without fencing keeps its three directories.
+  const fenceDirs = { epochs: path.join(root, "epochs"), locks: path.join(root, "locks") };
+  const makeDirs = (list: string[]) => {
+    let ready: Promise<void> | undefined;
+    return () =>
+      (ready ??= Promise.all(list.map((d) => fs.mkdir(d, { recursive: true }))).then(
+        () => {},
+        (err) => {
+          // Not cached, so a later call tries again once the directory can be made.
+          ready = undefined;
+          throw err;
+        },
+      ));
   };
-  let ready: Promise<void> | undefined;
-  const ensureDirs = () =>
-    (ready ??= Promise.all(Object.values(dirs).map((d) => fs.mkdir(d, { recursive: true }))).then(
-      () => {},
-      (err) => {
-        // Not cached, so a later call tries again once the directory can be made.
-        ready = undefined;
-        throw err;
-      },
-    ));
+  const ensureDirs = makeDirs(Object.values(dirs));
+  const ensureFenceDirs = makeDirs(Object.values(fenceDirs));
 
   const keyFile = (name: string, key: string[]) =>
     path.join(dirs.keys, createHash("sha256").update(keyId(name, key)).digest("hex") + ".json");
@@ -99,7 +99,7 @@ export function fileStore(options: FileStoreOptions): StateStore {
 
   const metaFile = (actorId: string) => path.join(dirs.meta, actorId + ".json");
   const stateFile = (actorId: string) => path.join(dirs.state, actorId + ".json");
-  const epochFile = (actorId: string) => path.join(dirs.epochs, actorId);
+  const epochFile = (actorId: string) => path.join(fenceDirs.epochs, actorId);
 
   async function readState(actorId: string): Promise<string | undefined> {
     try {
@@ -119,11 +119,13 @@ export function fileStore(options: FileStoreOptions): StateStore {
     if (highest === undefined || epoch > highest) await writeAtomic(epochFile(actorId), String(epoch));
   }
 
-  const fenced = <T>(actorId: string, epoch: number, then: () => Promise<T>) =>
-    withFileLock(path.join(dirs.locks, actorId + ".lock"), async () => {
+  async function fenced<T>(actorId: string, epoch: number, then: () => Promise<T>): Promise<T> {
+    await ensureFenceDirs();
+    return withFileLock(path.join(fenceDirs.locks, actorId + ".lock"), async () => {
       await claim(actorId, epoch);
       return then();
     });
+  }
 
   const checkId = (actorId: string) => {
     if (!SAFE_ID.test(actorId)) throw new Error(`fileStore: invalid actor id ${JSON.stringify(actorId)}`);
