@@ -3,6 +3,7 @@ import { Client, Pool } from "pg";
 import request from "supertest";
 import { setup, type Registry } from "express-actors";
 import { postgresStore } from "express-actors/stores/postgres";
+import { startDemo } from "../demo/server";
 import { counter } from "./fixtures/counter-actor";
 import { RAW, actorQuery, mountRegistry, waitFor } from "./helpers/actor-harness";
 import { captureStoreLogs, describeWithService, freePort, tempDatabase, uniqueName } from "./helpers/services";
@@ -55,6 +56,37 @@ describeWithService("postgres", "postgresStore", () => {
       await expect(store.lookupKey("a", ["b"])).rejects.toThrow(/^postgresStore: cannot prepare table "express_actors": .*ECONNREFUSED/);
     } finally {
       await store.close!();
+    }
+  });
+
+  it("runs the demo app on PostgreSQL: a count survives a restart", async () => {
+    const increment = async (base: string) => {
+      const res = await fetch(`${base}/registry/actors/raw/http/increment`, {
+        method: "POST",
+        headers: { "X-RivetKit-Actor-Query": actorQuery("counter", ["demo"]) },
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()).count;
+    };
+    const options = { port: 0, host: "127.0.0.1", cors: false as const, postgres: db.url, storeDir: "/nonexistent/never-used" };
+    const first = await startDemo(options);
+    try {
+      expect(await increment(first.url)).toBe(1);
+      expect(await increment(first.url)).toBe(2);
+    } finally {
+      await first.close();
+    }
+    const second = await startDemo(options);
+    try {
+      expect(await increment(second.url)).toBe(3);
+    } finally {
+      await second.close();
+    }
+    const pool = new Pool({ connectionString: db.url });
+    try {
+      expect((await pool.query("SELECT count(*)::int AS n FROM demo_actors WHERE state IS NOT NULL")).rows[0].n).toBe(1);
+    } finally {
+      await pool.end();
     }
   });
 
