@@ -29,6 +29,19 @@ describeWithService("postgres", "postgresStore", () => {
     }
   });
 
+  it("lands saves made without waiting in call order, each actor's and across actors", async () => {
+    const store = postgresStore({ connectionString: db.url, table: uniqueName("order") });
+    try {
+      const ids = Array.from({ length: 20 }, () => randomUUID());
+      const saves = ids.flatMap((id) => [1, 2, 3].map((n) => store.save(id, JSON.stringify(n), n === 2 ? { epoch: 5 } : undefined)));
+      await Promise.all(saves);
+      for (const id of ids) expect(await store.load(id)).toBe("3");
+      await expect(store.save(ids[0], "4", { epoch: 4 })).rejects.toMatchObject({ code: "fenced" });
+    } finally {
+      await store.close!();
+    }
+  });
+
   it("leaves a pool it was given open, and ends one it made", async () => {
     const pool = new Pool({ connectionString: db.url });
     const store = postgresStore({ pool, table: "given_pool" });

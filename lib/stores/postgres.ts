@@ -1,3 +1,4 @@
+import { batcher } from "./batch";
 import { loadDriver } from "./driver";
 import { epochOf, fencedError } from "./fencing";
 import { keyId, type ActorMeta, type StateStore } from "./types";
@@ -30,7 +31,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * A StateStore in one PostgreSQL table (pg). Every write is one statement, so it commits on its own
  * (durable per the server's `synchronous_commit`, on by default) before its promise resolves; the
- * fencing check is part of that statement. A connection lost mid-write rejects that write only: the
+ * fencing check is part of that statement. Saves made in the same turn of the event loop share one
+ * statement, so concurrent actors share round trips and commits. A connection lost mid-write rejects that write only: the
  * pool drops the broken connection and opens a new one for the next call.
  */
 export function postgresStore(options: PostgresStoreOptions): StateStore {
@@ -61,6 +63,13 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
     await ensureTable();
     return pool.query(text, values);
   }
+
+  /** One statement for a batch of saves; a row it does not return was fenced off. */
+  const saveBatch = batcher<{ actorId: string; state: string; epoch: number | null }>(async (saves) => {
+    const { rows } = await query(sql.saveMany, [saves.map((s) => s.actorId), saves.map((s) => s.state), saves.map((s) => s.epoch)]);
+    const written = new Set(rows.map((row) => row.actor_id as string));
+    return Promise.all(saves.map((s) => (written.has(s.actorId) ? undefined : fenced(s.actorId, s.epoch!))));
+  });
 
   const fenced = async (actorId: string, epoch: number) => {
     const { rows } = await query(sql.epoch, [actorId]);
@@ -95,8 +104,8 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
     },
     async save(actorId, state, options) {
       const epoch = epochOf(options);
-      if (epoch === undefined) await query(sql.save, [actorId, state]);
-      else if ((await query(sql.fencedSave, [actorId, state, epoch])).rowCount === 0) throw await fenced(actorId, epoch);
+      if (closed) throw new Error("postgresStore: the store is closed");
+      await saveBatch(actorId, { actorId, state, epoch: epoch ?? null });
     },
     async delete(actorId) {
       await query(sql.delete, [actorId]);
@@ -151,18 +160,20 @@ function quoteTable(name: string): string {
 
 function statements(t: string) {
   // A row can exist without meta (an epoch claimed by a load) or without state (created, never saved).
-  const fenceCheck = "WHERE cur.epoch IS NULL OR cur.epoch <= EXCLUDED.epoch";
   return {
     create: `INSERT INTO ${t} (actor_id, key_id, meta) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING`,
     byKey: `SELECT meta FROM ${t} WHERE key_id = $1`,
     byId: `SELECT meta FROM ${t} WHERE actor_id = $1 AND meta IS NOT NULL`,
     state: `SELECT state FROM ${t} WHERE actor_id = $1`,
     epoch: `SELECT epoch FROM ${t} WHERE actor_id = $1`,
-    save: `INSERT INTO ${t} AS cur (actor_id, state) VALUES ($1, $2) ON CONFLICT (actor_id) DO UPDATE SET state = EXCLUDED.state`,
-    fencedSave: `INSERT INTO ${t} AS cur (actor_id, state, epoch) VALUES ($1, $2, $3) ON CONFLICT (actor_id)
-      DO UPDATE SET state = EXCLUDED.state, epoch = EXCLUDED.epoch ${fenceCheck}`,
+    // A save without an epoch (NULL) is not checked and leaves the stored epoch as it is.
+    saveMany: `INSERT INTO ${t} AS cur (actor_id, state, epoch)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+      ON CONFLICT (actor_id) DO UPDATE SET state = EXCLUDED.state, epoch = COALESCE(EXCLUDED.epoch, cur.epoch)
+      WHERE EXCLUDED.epoch IS NULL OR cur.epoch IS NULL OR cur.epoch <= EXCLUDED.epoch
+      RETURNING actor_id`,
     claim: `INSERT INTO ${t} AS cur (actor_id, epoch) VALUES ($1, $2) ON CONFLICT (actor_id)
-      DO UPDATE SET epoch = EXCLUDED.epoch ${fenceCheck} RETURNING state`,
+      DO UPDATE SET epoch = EXCLUDED.epoch WHERE cur.epoch IS NULL OR cur.epoch <= EXCLUDED.epoch RETURNING state`,
     delete: `DELETE FROM ${t} WHERE actor_id = $1`,
   };
 }
