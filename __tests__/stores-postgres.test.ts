@@ -50,10 +50,17 @@ describeWithService("postgres", "postgresStore", () => {
     expect((await pool.query("SELECT count(*)::int AS n FROM given_pool")).rows[0].n).toBe(1);
     await pool.end();
 
-    const own = postgresStore({ connectionString: db.url });
+    // A save still queued when close() is called commits before the store's own pool ends.
+    const own = postgresStore({ connectionString: db.url, table: "own_pool" });
+    const id = randomUUID();
     await own.save(randomUUID(), "1");
+    const last = own.save(id, '"last words"');
     await own.close!();
-    await expect(own.load(randomUUID())).rejects.toThrow("postgresStore: the store is closed");
+    await last;
+    await expect(own.load(id)).rejects.toThrow("postgresStore: the store is closed");
+    const reader = postgresStore({ connectionString: db.url, table: "own_pool" });
+    expect(await reader.load(id)).toBe('"last words"');
+    await reader.close!();
   });
 
   it("refuses bad options at construction", () => {

@@ -10,7 +10,7 @@ interface Entry<T> {
  * undefined per item, or rejects for the whole batch). Calls with the same key run one after the
  * other, so a batch never holds two writes of one key and they land in the order they were made.
  */
-export function batcher<T>(run: (items: T[]) => Promise<Array<Error | undefined>>): (key: string, item: T) => Promise<void> {
+export function batcher<T>(run: (items: T[]) => Promise<Array<Error | undefined>>) {
   let pending: Entry<T>[] = [];
   const last = new Map<string, Promise<void>>();
 
@@ -33,15 +33,21 @@ export function batcher<T>(run: (items: T[]) => Promise<Array<Error | undefined>
       pending.push({ item, resolve, reject });
     });
 
-  return (key, item) => {
-    const previous = last.get(key);
-    const settled = () => enqueue(item);
-    const write = previous ? previous.then(settled, settled) : enqueue(item);
-    last.set(key, write);
-    const forget = () => {
-      if (last.get(key) === write) last.delete(key);
-    };
-    write.then(forget, forget);
-    return write;
+  return {
+    write(key: string, item: T): Promise<void> {
+      const previous = last.get(key);
+      const settled = () => enqueue(item);
+      const write = previous ? previous.then(settled, settled) : enqueue(item);
+      last.set(key, write);
+      const forget = () => {
+        if (last.get(key) === write) last.delete(key);
+      };
+      write.then(forget, forget);
+      return write;
+    },
+    /** Settles once every write made so far has settled. */
+    async idle(): Promise<void> {
+      while (last.size) await Promise.allSettled([...last.values()]);
+    },
   };
 }

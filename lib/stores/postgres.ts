@@ -32,8 +32,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
  * A StateStore in one PostgreSQL table (pg). Every write is one statement, so it commits on its own
  * (durable per the server's `synchronous_commit`, on by default) before its promise resolves; the
  * fencing check is part of that statement. Saves made in the same turn of the event loop share one
- * statement, so concurrent actors share round trips and commits. A connection lost mid-write rejects that write only: the
- * pool drops the broken connection and opens a new one for the next call.
+ * statement, so concurrent actors share round trips and commits. A connection lost mid-write
+ * rejects that write only: the pool drops the broken connection and opens a new one for the next call.
  */
 export function postgresStore(options: PostgresStoreOptions): StateStore {
   const { connectionString, pool: given } = options ?? {};
@@ -58,17 +58,20 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
       throw new Error(`postgresStore: cannot prepare table ${table}: ${describe(err)}`, { cause: err });
     }));
 
-  async function query(text: string, values: unknown[]) {
+  function checkOpen() {
     if (closed) throw new Error("postgresStore: the store is closed");
+  }
+
+  async function query(text: string, values: unknown[]) {
     await ensureTable();
     return pool.query(text, values);
   }
 
   /** One statement for a batch of saves; a row it does not return was fenced off. */
-  const saveBatch = batcher<{ actorId: string; state: string; epoch: number | null }>(async (saves) => {
-    const { rows } = await query(sql.saveMany, [saves.map((s) => s.actorId), saves.map((s) => s.state), saves.map((s) => s.epoch)]);
+  const saves = batcher<{ actorId: string; state: string; epoch: number | null }>(async (batch) => {
+    const { rows } = await query(sql.saveMany, [batch.map((s) => s.actorId), batch.map((s) => s.state), batch.map((s) => s.epoch)]);
     const written = new Set(rows.map((row) => row.actor_id as string));
-    return Promise.all(saves.map((s) => (written.has(s.actorId) ? undefined : fenced(s.actorId, s.epoch!))));
+    return Promise.all(batch.map((s) => (written.has(s.actorId) ? undefined : fenced(s.actorId, s.epoch!))));
   });
 
   const fenced = async (actorId: string, epoch: number) => {
@@ -78,6 +81,7 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
 
   return {
     async createIfAbsent(meta) {
+      checkOpen();
       const id = keyId(meta.name, meta.key);
       const text = JSON.stringify(meta);
       for (;;) {
@@ -88,15 +92,18 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
       }
     },
     async lookupKey(name, key) {
+      checkOpen();
       const { rows } = await query(sql.byKey, [keyId(name, key)]);
       return rows[0] ? JSON.parse(rows[0].meta) : undefined;
     },
     async lookupId(actorId) {
+      checkOpen();
       const { rows } = await query(sql.byId, [actorId]);
       return rows[0] ? JSON.parse(rows[0].meta) : undefined;
     },
     async load(actorId, options) {
       const epoch = epochOf(options);
+      checkOpen();
       if (epoch === undefined) return (await query(sql.state, [actorId])).rows[0]?.state ?? undefined;
       const { rows } = await query(sql.claim, [actorId, epoch]);
       if (!rows[0]) throw await fenced(actorId, epoch);
@@ -104,14 +111,16 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
     },
     async save(actorId, state, options) {
       const epoch = epochOf(options);
-      if (closed) throw new Error("postgresStore: the store is closed");
-      await saveBatch(actorId, { actorId, state, epoch: epoch ?? null });
+      checkOpen();
+      await saves.write(actorId, { actorId, state, epoch: epoch ?? null });
     },
     async delete(actorId) {
+      checkOpen();
       await query(sql.delete, [actorId]);
     },
     close() {
-      return (closed ??= given ? Promise.resolve() : pool.end());
+      // Saves already made still commit; only then does the pool (if it is the store's own) end.
+      return (closed ??= saves.idle().then(() => (given ? undefined : pool.end())));
     },
   };
 }
