@@ -5,6 +5,8 @@ const base = {
   moduleNameMapper: {
     "^express-actors$": "<rootDir>/lib/index.ts",
     "^express-actors/client$": "<rootDir>/lib/client/index.ts",
+    "^express-actors/stores/(sqlite|postgres|redis)$": "<rootDir>/lib/stores/$1.ts",
+    "^express-actors/testing$": "<rootDir>/lib/testing/index.ts",
   },
 };
 

@@ -1,27 +1,19 @@
 // Activation cost, in process through createServerClient (no HTTP): the time of
 // `getOrCreate([newKey]).fetch("/")` for new actors (cold: create the record, activate, first
 // state save) vs the same call on the same, now running, actors (warm), one call at a time.
-// Usage: activation.ts memory|file <n> <budgetMs>
-import { mkdtempSync, rmSync } from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { actor, fileStore, memoryStore, setup } from "express-actors";
+// Usage: activation.ts memory|file|sqlite|postgres|redis <n> <budgetMs>
+import { actor, setup } from "express-actors";
 import { msSince, sendToRunner, summarize } from "./common";
+import { benchStore } from "./stores";
 
 const [storeKind, nArg, budgetArg] = process.argv.slice(2);
 const n = Number(nArg);
 const budgetMs = Number(budgetArg);
 const WARMUP = 200;
 
-let storeDir: string | undefined;
-if (storeKind === "file") {
-  storeDir = mkdtempSync(path.join(os.tmpdir(), "express-actors-bench-"));
-  process.on("exit", () => rmSync(storeDir!, { recursive: true, force: true }));
-}
-
 const registry = setup({
   use: { counter: actor({ state: { count: 0 }, onFetch: () => new Response("ok") }) },
-  store: storeDir ? fileStore({ dir: storeDir }) : memoryStore(),
+  store: benchStore(storeKind),
 });
 const client = registry.createServerClient();
 

@@ -15,6 +15,8 @@ declare module "autocannon" {
     /** Milliseconds between samples; the run's end is only noticed at a sample. */
     sampleInt?: number;
     headers?: Record<string, string>;
+    /** Called once per connection as it is made. */
+    setupClient?: (client: { setHeaders(headers: Record<string, string>): void }) => void;
   }
   /** Resolves with the result; emits "response" for each response. */
   interface Instance extends PromiseLike<Result> {

@@ -10,11 +10,26 @@ export interface Round {
   latencies: number[];
 }
 
-/** GET `url` from 10 connections for `seconds`; latencies from autocannon's per-response timing (sub-ms). */
-export async function httpRound(url: string, headers: Record<string, string>, seconds: number): Promise<Round> {
+/**
+ * GET `url` from `connections` connections (10 by default) for `seconds`; latencies from autocannon's
+ * per-response timing (sub-ms). `headers` may be a function of the connection's index.
+ */
+export async function httpRound(
+  url: string,
+  headers: Record<string, string> | ((connection: number) => Record<string, string>),
+  seconds: number,
+  connections = 10,
+): Promise<Round> {
   const latencies: number[] = [];
+  let made = 0;
   // A 100 ms sample interval, because autocannon only notices the end of the run at a sample.
-  const instance = autocannon({ url, headers, connections: 10, duration: seconds, sampleInt: 100 });
+  const instance = autocannon({
+    url,
+    connections,
+    duration: seconds,
+    sampleInt: 100,
+    ...(typeof headers === "function" ? { setupClient: (client) => client.setHeaders(headers(made++)) } : { headers }),
+  });
   instance.on("response", (_client, status, _bytes, ms) => {
     if (status < 300) latencies.push(ms);
   });

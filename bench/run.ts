@@ -3,13 +3,17 @@
 //   --quick    shorter cases, 10,000 actors only, RESULTS.md left alone (`npm run bench:quick`)
 //   --profile  also run the router case under `node --cpu-prof` and summarize its hot functions
 // A FAIL is a measurement, not an error: the exit code is non-zero only when a case could not run.
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { Redis } from "ioredis";
+import { Pool } from "pg";
 import { Child, pinLoadGenerator } from "./children";
 import { msSince, summarize } from "./common";
 import { httpRound, wsRound, type Round } from "./load";
 import { summarizeProfile } from "./profile-summary";
+import { REDIS_URL, STORE_KINDS, type StoreKind } from "./stores";
 
 const quick = process.argv.includes("--quick");
 const profile = process.argv.includes("--profile");
@@ -20,6 +24,9 @@ const ACTIVATION_BUDGET_MS = quick ? 5000 : 15_000;
 const MEMORY_ACTORS = quick ? [10_000] : [10_000, 100_000];
 const SOCKET_COUNTS = [1, 50];
 const BAR_SOCKETS = 50;
+const PERSISTENCE_CLIENTS = 50;
+/** The database the run makes its own database in (and drops it from). */
+const PG_ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
 const routerQuery = (name: string, key: string) => JSON.stringify({ getOrCreateForKey: { name, key: [key] } });
 const routerHeaders = (name: string, key: string) => ({ "x-rivetkit-actor-query": routerQuery(name, key) });
@@ -66,7 +73,7 @@ async function attempt<T>(benchmark: string, label: string, run: () => Promise<T
 
 interface LoadCase {
   label: string;
-  store: "memory" | "file";
+  store: StoreKind;
   round: (host: string, seconds: number) => Promise<Round>;
 }
 
@@ -182,21 +189,22 @@ async function webSocketCases() {
   return { ratios, floors };
 }
 
+/** Each durable store against memoryStore: 50 clients, each on an actor of its own, state saved before each reply. */
 async function persistenceCases() {
-  const benchmark = "Persistence: count++ per request, router";
-  const round = http("/registry/actors/raw/http/", routerHeaders("counter", "p"));
-  const [memory, file] = await interleaved(benchmark, [
-    { label: "memoryStore", store: "memory", round },
-    { label: "fileStore (saved before the reply)", store: "file", round },
-  ]);
-  addRate(benchmark, "memoryStore", memory, "req/s", memory);
-  addRate(benchmark, "fileStore (saved before the reply)", file, "req/s", memory);
+  const benchmark = `Persistence: count++ per request, ${PERSISTENCE_CLIENTS} clients on ${PERSISTENCE_CLIENTS} actors`;
+  const round = (host: string, seconds: number) =>
+    httpRound(`http://${host}/registry/actors/raw/http/`, (i) => routerHeaders("counter", `p${i}`), seconds, PERSISTENCE_CLIENTS);
+  const cases: LoadCase[] = STORE_KINDS.map((store) => ({ label: `${store}Store`, store, round }));
+  const results = await interleaved(benchmark, cases);
+  cases.forEach((c, i) => addRate(benchmark, c.label + (c.store === "memory" ? "" : " (saved before the reply)"), results[i], "req/s", results[0]));
+  const memory = results[0];
+  return new Map(STORE_KINDS.map((store, i) => [store, memory && results[i] ? results[i]!.rate / memory.rate : undefined]));
 }
 
 async function activationCases() {
   const benchmark = "Activation, in process";
-  let memoryCold: number | undefined;
-  for (const store of ["memory", "file"] as const) {
+  const coldMedians = new Map<StoreKind, number>();
+  for (const store of STORE_KINDS) {
     const label = `${store}Store`;
     const r = await attempt(benchmark, label, async () => {
       const child = new Child("activation.ts", [store, String(ACTIVATIONS), String(ACTIVATION_BUDGET_MS)]);
@@ -207,7 +215,7 @@ async function activationCases() {
       }
     });
     if (!r) continue;
-    if (store === "memory") memoryCold = r.cold.p50;
+    coldMedians.set(store, r.cold.p50);
     const capped = r.budgetHit ? ` (${ACTIVATION_BUDGET_MS / 1000} s cap)` : "";
     rows.push(
       { benchmark, case: `${label}, cold: new key`, result: `n = ${r.cold.n}${capped}`, ratio: "", p50: ms(r.cold.p50), p99: ms(r.cold.p99) },
@@ -222,7 +230,47 @@ async function activationCases() {
       },
     );
   }
-  return memoryCold;
+  return coldMedians;
+}
+
+/**
+ * A PostgreSQL database and a Redis key prefix of this run's own, handed to the children through
+ * the environment; the returned function drops the database and deletes the keys.
+ */
+async function prepareServices(): Promise<() => Promise<void>> {
+  const run = `${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
+  const database = `ea_bench_${run}`;
+  const admin = new Pool({ connectionString: PG_ADMIN_URL, max: 1, connectionTimeoutMillis: 5000 });
+  let created = false;
+  try {
+    await admin.query(`CREATE DATABASE ${database}`);
+    created = true;
+    const url = new URL(PG_ADMIN_URL);
+    url.pathname = "/" + database;
+    process.env.BENCH_PG_URL = url.toString();
+  } catch (err) {
+    process.stderr.write(`PostgreSQL at ${PG_ADMIN_URL}: ${messageOf(err)} (its cases will fail)\n`);
+  }
+  process.env.BENCH_REDIS_PREFIX = `ea-bench:${run}:`;
+  return async () => {
+    if (created) await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => {});
+    await admin.end();
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+    redis.on("error", () => {});
+    try {
+      await redis.connect();
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", `${process.env.BENCH_REDIS_PREFIX}*`, "COUNT", 1000);
+        if (keys.length) await redis.del(...keys);
+        cursor = next;
+      } while (cursor !== "0");
+    } catch {
+      // No Redis: its cases failed and left nothing.
+    } finally {
+      redis.disconnect();
+    }
+  };
 }
 
 async function memoryCases() {
@@ -287,8 +335,16 @@ async function main() {
   const loadBefore = os.loadavg()[0];
   const { plain, router, floor, contract } = await httpCases();
   const { ratios: wsRatios, floors: wsFloors } = await webSocketCases();
-  await persistenceCases();
-  const memoryCold = await activationCases();
+  const cleanupServices = await prepareServices();
+  let storeRatios: Map<StoreKind, number | undefined>;
+  let coldMedians: Map<StoreKind, number>;
+  try {
+    storeRatios = await persistenceCases();
+    coldMedians = await activationCases();
+  } finally {
+    await cleanupServices();
+  }
+  const memoryCold = coldMedians.get("memory");
   const heap = await memoryCases();
 
   const cpu = os.cpus();
@@ -325,6 +381,10 @@ async function main() {
       ? bar("≤ 2 KiB heap per idle actor at 100,000 actors", heap.bytes, 2048, false, kib(heap.bytes))
       : "| ≤ 2 KiB heap per idle actor at 100,000 actors | not measured (--quick) | – |",
     bar("cold activation median ≤ 0.5 ms (memoryStore)", memoryCold, 0.5, false, ms(memoryCold ?? 0)),
+    ...([["sqlite", 0.5], ["postgres", 0.5], ["redis", 0.7]] as const).map(([store, limit]) => {
+      const ratio = storeRatios.get(store);
+      return bar(`${store}Store ≥ ${limit}× memoryStore (req/s, ${PERSISTENCE_CLIENTS} clients)`, ratio, limit, true, times(ratio ?? 0));
+    }),
   ];
   const report = [
     "# express-actors benchmark",
@@ -353,6 +413,9 @@ async function main() {
       "by the library's own code; (f) → (b) is routing, the actor, onAuth and writing the Response.",
     "- HTTP: autocannon, GET, 10 connections, latency per response (sub-ms). WebSocket: `ws` clients in the " +
       "load generator, each sending a 15-byte text and waiting for its echo before the next; latency = round trip.",
+    `- Persistence: ${PERSISTENCE_CLIENTS} autocannon connections, each on a counter actor of its own, every ` +
+      "request changes the state, so every reply waits for its save. PostgreSQL and Redis are the machine's " +
+      "(127.0.0.1), in a database and a key prefix of the run's own; SQLite and files in a temp directory.",
     "- Activation: in process through `createServerClient()`, `getOrCreate([key]).fetch(\"/\")` one at a time, " +
       "body read; cold = a new key (record created, activated, first state saved), warm = the same key again.",
     "- Memory: `node --expose-gc`, actors with state `{ count: 0 }` activated through `createServerClient()` " +

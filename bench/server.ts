@@ -1,25 +1,17 @@
 // The server side of the HTTP and WebSocket cases, in its own process (pinned to its own core by
-// the runner) so the load generator never competes with it. Usage: server.ts memory|file
-import { mkdtempSync, rmSync } from "node:fs";
+// the runner) so the load generator never competes with it. Usage: server.ts memory|file|sqlite|postgres|redis
 import type { ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import * as os from "node:os";
-import * as path from "node:path";
 import express from "express";
 import expressWs from "express-ws";
-import { actor, actorMiddleware, fileStore, forwardToActor, memoryStore, setup } from "express-actors";
+import { actor, actorMiddleware, forwardToActor, setup } from "express-actors";
 import { sendToRunner } from "./common";
+import { benchStore } from "./stores";
 
 // Internal, from the compiled dist/ like the rest of the library here; typed from the sources.
 const { actorUrlText, buildRequest, originOf } = require("../dist/http/request") as typeof import("../lib/http/request");
 
 const payload = { hello: "world", n: 1 };
-
-let storeDir: string | undefined;
-if (process.argv[2] === "file") {
-  storeDir = mkdtempSync(path.join(os.tmpdir(), "express-actors-bench-"));
-  process.on("exit", () => rmSync(storeDir!, { recursive: true, force: true }));
-}
 
 const registry = setup({
   use: {
@@ -36,7 +28,7 @@ const registry = setup({
       },
     }),
   },
-  store: storeDir ? fileStore({ dir: storeDir }) : memoryStore(),
+  store: benchStore(process.argv[2]),
 });
 const client = registry.createServerClient();
 

@@ -7,6 +7,7 @@ import compression from "compression";
 import express, { type Request } from "express";
 import expressWs from "express-ws";
 import { actorMiddleware, fileStore, forwardToActor, setup, type CorsOptions } from "express-actors";
+import { postgresStore } from "express-actors/stores/postgres";
 import { cart, chat, counter, feed } from "./actors";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -20,15 +21,26 @@ export interface DemoOptions {
   host?: string;
   /** fileStore directory; default `.demo-data` (git-ignored). */
   storeDir?: string;
+  /**
+   * PostgreSQL instead of files: a connection string. Default: $DATABASE_URL when $DEMO_STORE is
+   * `postgres` (postgres://postgres@127.0.0.1:5432/test if unset), else files.
+   */
+  postgres?: string;
   /** CORS for pages on other origins; `false` turns it off. Default: from $DEMO_CORS_ORIGIN (see corsFromEnv). */
   cors?: CorsOptions | false;
   /** How long open streams (SSE) may run on after close() starts, in ms. Default 500. */
   closeGraceMs?: number;
 }
 
-export function createRegistry(storeDir: string) {
-  // fileStore: counts, carts and chat history survive a restart.
-  return setup({ use: { counter, feed, cart, chat }, store: fileStore({ dir: storeDir }) });
+export function createRegistry(storeDir: string, postgres = postgresFromEnv()) {
+  // Either way, counts, carts and chat history survive a restart.
+  const store = postgres ? postgresStore({ connectionString: postgres, table: "demo_actors" }) : fileStore({ dir: storeDir });
+  return setup({ use: { counter, feed, cart, chat }, store });
+}
+
+function postgresFromEnv(): string | undefined {
+  if (process.env.DEMO_STORE !== "postgres") return undefined;
+  return process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 }
 
 /** The demo's registry type, for `createClient<DemoRegistry>(…)` (demo/chat-cli.ts). */
@@ -69,7 +81,7 @@ function newestMtime(dir: string): number {
 /** The demo app on an http.Server that is not listening yet (express-ws needs the server). */
 export function createDemoApp(options: DemoOptions = {}) {
   ensureBrowserBundle();
-  const registry = createRegistry(options.storeDir ?? ".demo-data");
+  const registry = createRegistry(options.storeDir ?? ".demo-data", options.postgres ?? postgresFromEnv());
   const cors = options.cors === undefined ? corsFromEnv() : options.cors;
 
   const app = express();
@@ -182,6 +194,7 @@ async function main() {
 Open ${base}/ in a browser: counter (handle.fetch), chat (handle.websocket), live feed (EventSource)
 and raw router calls, all through the browser bundle served at ${base}/client.js.
 CORS for pages on other origins: ${describeCors(demo.cors)}
+State: ${postgresFromEnv() ? "PostgreSQL, table demo_actors (DEMO_STORE=postgres, DATABASE_URL)" : "files in .demo-data/ (DEMO_STORE=postgres for PostgreSQL)"}
 
 # chat from two terminals (the same room the page joins; Ctrl-D or Ctrl-C to leave)
 npm run chat -- lobby ann

@@ -13,7 +13,7 @@ export type { ForwardWebSocketOptions } from "./websocket/forward";
 export { memoryStore } from "./stores/memory";
 export { fileStore } from "./stores/file";
 export type { FileStoreOptions } from "./stores/file";
-export type { StateStore, ActorMeta } from "./stores/types";
+export type { StateStore, ActorMeta, EpochOptions } from "./stores/types";
 export { UserError, Unauthorized, Forbidden } from "./errors";
 export type { UserErrorOptions } from "./errors";
 export type { ActorQuery } from "./registry/query";
