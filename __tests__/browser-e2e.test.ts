@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { CorsOptions } from "express-actors";
-import { startDemo, type Demo, type DemoOptions } from "../demo/server";
+import { createClient } from "express-actors/client";
+import { startDemo, type Demo, type DemoOptions, type DemoRegistry } from "../demo/server";
 import { CHROMIUM, hasChromium, launchChromium, recordConsole, screenshot, startOtherOrigin, type Check } from "./helpers/browser-harness";
 
 // The demo page (demo/public) in headless Chromium against the demo app (demo/server.ts), started
@@ -134,6 +135,43 @@ if (!hasChromium && !process.env.CI) {
       await page.click("#counter-increment");
       await page.locator("#counter-value", { hasText: "4" }).waitFor();
       await screenshot(page, "counter-after-restart");
+    });
+
+    it("counts through the browser build of RivetKit's own client, on the actor express-actors/client reads", async () => {
+      const app = await demo({ storeDir: await tempStore() });
+      const page = await newPage();
+      const calls: string[] = [];
+      page.on("request", (request) => {
+        const { pathname } = new URL(request.url());
+        if (pathname.startsWith("/registry/")) calls.push(`${request.method()} ${pathname}`);
+      });
+      await page.goto(`${app.url}/?key=rivetkit-e2e`);
+      await page.locator("#rivetkit-status", { hasText: "GET /count → 200" }).waitFor();
+      expect(await text(page, "#rivetkit-value")).toBe("0");
+      for (const expected of ["1", "2"]) {
+        await page.click("#rivetkit-increment");
+        await page.locator("#rivetkit-value", { hasText: expected }).waitFor();
+      }
+      expect(await text(page, "#rivetkit-status")).toMatch(/^POST \/increment → 200 in \d+ ms \(key "rivetkit-e2e"\)$/);
+      expect(await page.locator("#rivetkit-error").isHidden()).toBe(true);
+
+      // The project's own client, from Node, reads and changes the same actor...
+      const counter = createClient<DemoRegistry>(`${app.url}/registry`).counter.getOrCreate(["rivetkit-e2e"]);
+      expect(await (await counter.fetch("/count")).json()).toEqual({ count: 2 });
+      expect(await (await counter.fetch("/increment", { method: "POST" })).json()).toEqual({ count: 3 });
+      await page.click("#rivetkit-refresh");
+      await page.locator("#rivetkit-value", { hasText: "3" }).waitFor();
+
+      // ...which RivetKit's client reached through RivetKit's routes (manager API, then the gateway by
+      // actor id), not through the router's actors/raw/http.
+      const id = await counter.resolve();
+      expect(calls).toEqual(expect.arrayContaining([
+        "GET /registry/metadata",
+        "PUT /registry/actors",
+        `POST /registry/gateway/${id}/request/increment`,
+        `GET /registry/gateway/${id}/request/count`,
+      ]));
+      await screenshot(page, "rivetkit-client-counter");
     });
 
     it("receives the SSE feed event by event through EventSource", async () => {

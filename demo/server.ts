@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
@@ -69,6 +69,24 @@ export function ensureBrowserBundle(): void {
   if (result.status !== 0) throw new Error("building the browser bundle failed; try `npm run build`");
 }
 
+/**
+ * The RivetKit panel's bundle of `rivetkit/client` (scripts/build-rivetkit-browser.mjs), built on the
+ * first request and kept under node_modules/.cache, named after the installed rivetkit version.
+ */
+function rivetkitBundle(): Promise<string> {
+  const script = path.join(ROOT, "scripts", "build-rivetkit-browser.mjs");
+  const { version } = JSON.parse(readFileSync(path.join(ROOT, "node_modules", "rivetkit", "package.json"), "utf8")) as { version: string };
+  const bundle = path.join(ROOT, "node_modules", ".cache", "express-actors-demo", `rivetkit-client-${version}.js`);
+  if (existsSync(bundle) && statSync(bundle).mtimeMs >= statSync(script).mtimeMs) return Promise.resolve(bundle);
+  console.log(`building the browser bundle of rivetkit ${version}'s client …`);
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, bundle], { cwd: ROOT }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`building the rivetkit client for the browser failed: ${stderr || err.message}`));
+      else resolve(bundle);
+    });
+  });
+}
+
 function newestMtime(dir: string): number {
   let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -124,6 +142,16 @@ export function createDemoApp(options: DemoOptions = {}) {
   const noCache = { headers: { "cache-control": "no-cache" } };
   app.get("/client.js", (_req, res) => res.sendFile(BUNDLE, noCache));
   app.get("/client.js.map", (_req, res) => res.sendFile(BUNDLE + ".map", noCache));
+  // RivetKit's own client for the page's RivetKit panel; a failed build is retried on the next request.
+  let rivetkitBuild: Promise<string> | undefined;
+  app.get("/rivetkit-client.js", async (_req, res, next) => {
+    try {
+      res.sendFile(await (rivetkitBuild ??= rivetkitBundle()), { ...noCache, dotfiles: "allow" }); // under node_modules/.cache
+    } catch (err) {
+      rivetkitBuild = undefined;
+      next(err);
+    }
+  });
   app.use(express.static(PUBLIC_DIR, { cacheControl: false, setHeaders: (res) => res.setHeader("cache-control", "no-cache") }));
 
   return { app, server, registry, cors, wss: ws.getWss() };

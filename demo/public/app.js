@@ -64,33 +64,44 @@ function setStatus(element, text, kind) {
 const initialKey = new URLSearchParams(location.search).get("key");
 if (initialKey) $("#counter-key").value = $("#feed-key").value = initialKey;
 
-// ---------------------------------------------------------------- counter: handle.fetch
+// ---------------------------------------------------------------- counter: handle.fetch, from two clients
 
 const counterKey = () => $("#counter-key").value.trim() || "demo";
 
-async function callCounter(method, path) {
-  clearError($("#counter-error"));
+// RivetKit's own client (rivetkit 2.0.33, bundled by the demo server), against the same mount. Imported
+// on demand so that the rest of the page does not wait for its 650 KB.
+const rivetkitClient = import("/rivetkit-client.js").then(({ createClient }) => createClient(new URL("/registry", location.href).href));
+
+/** The same code for both clients: `panel` is "counter" (express-actors/client) or "rivetkit". */
+async function callCounter(panel, method, path) {
+  const $panel = (name) => $(`#${panel}-${name}`);
+  clearError($panel("error"));
   const key = counterKey();
   const started = performance.now();
   try {
-    const response = await client.counter.getOrCreate([key]).fetch(path, { method });
+    const counter = (panel === "rivetkit" ? await rivetkitClient : client).counter;
+    const response = await counter.getOrCreate([key]).fetch(path, { method });
     const body = await readBody(response);
-    $("#counter-status").textContent = `${method} ${path} → ${response.status} in ${Math.round(performance.now() - started)} ms (key "${key}")`;
+    $panel("status").textContent = `${method} ${path} → ${response.status} in ${Math.round(performance.now() - started)} ms (key "${key}")`;
     if (!response.ok) throw new HttpError(response, body);
-    $("#counter-value").textContent = String(body.count);
+    $panel("value").textContent = String(body.count);
   } catch (err) {
-    $("#counter-status").textContent = `${method} ${path} failed (key "${key}")`;
-    showError($("#counter-error"), err);
+    $panel("status").textContent = `${method} ${path} failed (key "${key}")`;
+    showError($panel("error"), err);
   }
 }
 
 $("#counter-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  void callCounter("POST", "/increment");
+  void callCounter("counter", "POST", "/increment");
 });
-$("#counter-refresh").addEventListener("click", () => void callCounter("GET", "/count"));
-$("#counter-key").addEventListener("change", () => void callCounter("GET", "/count"));
-void callCounter("GET", "/count");
+$("#counter-refresh").addEventListener("click", () => void callCounter("counter", "GET", "/count"));
+$("#rivetkit-increment").addEventListener("click", () => void callCounter("rivetkit", "POST", "/increment"));
+$("#rivetkit-refresh").addEventListener("click", () => void callCounter("rivetkit", "GET", "/count"));
+for (const panel of ["counter", "rivetkit"]) {
+  $("#counter-key").addEventListener("change", () => void callCounter(panel, "GET", "/count"));
+  void callCounter(panel, "GET", "/count");
+}
 
 // ---------------------------------------------------------------- chat: handle.websocket
 
