@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import { promisify } from "node:util";
 import ts from "typescript";
 import type { Express, RequestHandler } from "express";
 import request from "supertest";
@@ -9,7 +11,8 @@ import { actor, actorMiddleware, setup } from "express-actors";
 import { expressVersions } from "./helpers/servers";
 
 // The README's first actor is what a new user copies: it must type-check as two files of a user's
-// project and answer the README's curl with the README's output. docs/api.md's forwarding examples
+// project and answer the README's curl with the README's output, then its RivetKit client snippet with
+// the real `rivetkit` client. docs/api.md's forwarding examples
 // and its mount-path rules are run as written. Every relative link of the README and docs/ must lead
 // to an existing file and heading.
 
@@ -87,6 +90,7 @@ const tsBlocks = codeBlocks(firstActor).filter((b) => b.lang === "ts");
 const serverSnippet = tsBlocks.find((b) => b.code.includes("actorMiddleware"))?.code;
 const clientSnippet = tsBlocks.find((b) => b.code.includes("createClient"))?.code;
 const curlSnippet = codeBlocks(firstActor).find((b) => b.lang === "sh" && b.code.startsWith("curl"))?.code;
+const rivetkitSnippet = codeBlocks(section(readme, "Using the official RivetKit client")).find((b) => b.lang === "ts")?.code;
 
 /** The snippet as a file of the user's project, with the package's imports pointing at lib/. */
 const asProjectFile = (code: string) =>
@@ -94,6 +98,40 @@ const asProjectFile = (code: string) =>
 
 /** Points every localhost:PORT of a snippet at the test's server. */
 const atPort = (code: string, port: number) => code.replace(/localhost:\d+/g, `127.0.0.1:${port}`);
+
+/** Type-checks files as an ESM TypeScript project would (top-level await in the client snippets); "" when clean. */
+function typeCheck(files: string[]): string {
+  const program = ts.createProgram(files, {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
+    types: ["node"],
+    strict: true,
+    esModuleInterop: true,
+    skipLibCheck: true,
+    noUnusedLocals: true,
+    noEmit: true,
+  });
+  return ts.formatDiagnostics(ts.getPreEmitDiagnostics(program), {
+    getCanonicalFileName: (f) => f,
+    getCurrentDirectory: () => ROOT,
+    getNewLine: () => "\n",
+  });
+}
+
+/**
+ * Runs the RivetKit snippet with the real client `pkg` ("rivetkit" or the alias "rivetkit-latest") in
+ * a Node process of its own: the package needs Node's own ES module loader, which Jest's is not.
+ * Returns what it printed.
+ */
+async function runRivetkitSnippet(pkg: string, port: number): Promise<string> {
+  const code = atPort(rivetkitSnippet!, port).replace(/from "rivetkit\/client"/, `from "${pkg}/client"`);
+  const file = path.join(dir, `${pkg}-run.mjs`);
+  fs.writeFileSync(file, ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText);
+  const { stdout } = await promisify(execFile)(process.execPath, [file], { cwd: ROOT, env: { PATH: process.env.PATH, LOG_LEVEL: "error" } });
+  return stdout.trim();
+}
 
 let dir: string;
 beforeAll(() => {
@@ -113,33 +151,16 @@ describe("README: a first actor", () => {
     const client = path.join(dir, "client.ts");
     fs.writeFileSync(server, asProjectFile(serverSnippet!));
     fs.writeFileSync(client, asProjectFile(clientSnippet!));
-    // What an ESM TypeScript project needs for the client's top-level await.
-    const program = ts.createProgram([server, client], {
-      target: ts.ScriptTarget.ES2022,
-      module: ts.ModuleKind.ESNext,
-      moduleResolution: ts.ModuleResolutionKind.Bundler,
-      lib: ["lib.es2022.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
-      types: ["node"],
-      strict: true,
-      esModuleInterop: true,
-      skipLibCheck: true,
-      noUnusedLocals: true,
-      noEmit: true,
-    });
-    const diagnostics = ts.getPreEmitDiagnostics(program);
-    const report = ts.formatDiagnostics(diagnostics, {
-      getCanonicalFileName: (f) => f,
-      getCurrentDirectory: () => ROOT,
-      getNewLine: () => "\n",
-    });
-    expect(report).toBe("");
+    expect(typeCheck([server, client])).toBe("");
   });
 
-  test("the server answers the README's curl with the README's output, then the client's", async () => {
+  test("the server answers the README's curl with the README's output, then the client's, then RivetKit's client's", async () => {
     const expectedCurl = /^# (.*)$/m.exec(curlSnippet!)?.[1];
     const expectedClient = /console\.log\(.*\); \/\/ (.*)$/m.exec(clientSnippet!)?.[1];
+    const expectedRivetkit = /console\.log\(.*\); \/\/ (\{[^}]*\})/m.exec(rivetkitSnippet!)?.[1];
     expect(expectedCurl).toBeDefined();
     expect(expectedClient).toBeDefined();
+    expect(expectedRivetkit).toBeDefined();
 
     // The snippet listens on a fixed port; the test gives it a free one on 127.0.0.1.
     const listen = http.Server.prototype.listen as (port: number, host: string, callback?: () => void) => http.Server;
@@ -185,11 +206,26 @@ describe("README: a first actor", () => {
       } finally {
         log.mockRestore();
       }
+
+      // RivetKit's own client reaches the same actor: 2.0.33 prints the README's output, 2.3.19 one more.
+      expect(await runRivetkitSnippet("rivetkit", port)).toBe(expectedRivetkit);
+      expect(await runRivetkitSnippet("rivetkit-latest", port)).toBe("{ count: 4 }");
     } finally {
       server?.close();
       server?.closeAllConnections();
       await serverModule?.registry?.shutdown(); // no registry when the snippet stops exporting it: a failure above
     }
+  });
+});
+
+describe("README: using the official RivetKit client", () => {
+  // Its types: the import and createClient's signature. Untyped by a RivetKit registry, a handle takes
+  // any property (an action), so its calls are checked by running it, in the test above.
+  test("the snippet type-checks against the rivetkit package", () => {
+    expect(rivetkitSnippet).toBeDefined();
+    const file = path.join(dir, "rivetkit-client.ts");
+    fs.writeFileSync(file, rivetkitSnippet!);
+    expect(typeCheck([file])).toBe("");
   });
 });
 
