@@ -220,7 +220,8 @@ async function main() {
   console.log(`express-actors demo on ${base}
 
 Open ${base}/ in a browser: counter (handle.fetch), chat (handle.websocket), live feed (EventSource)
-and raw router calls, all through the browser bundle served at ${base}/client.js.
+and raw router calls, all through the browser bundle served at ${base}/client.js, and the counter
+through RivetKit's own client (rivetkit/client, bundled at ${base}/rivetkit-client.js).
 CORS for pages on other origins: ${describeCors(demo.cors)}
 State: ${postgresFromEnv() ? "PostgreSQL, table demo_actors (DEMO_STORE=postgres, DATABASE_URL)" : "files in .demo-data/ (DEMO_STORE=postgres for PostgreSQL)"}
 
