@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError } from "../errors";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
@@ -8,7 +8,8 @@ import { stripOrigin } from "../http/target";
 import { readRouterHeaders, splitHeaders } from "../http/serve";
 import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "./serve";
 import type { ExpressWsRequest } from "./express-ws";
-import { upgradeInfo, warnMissingExpressWs } from "./upgrade";
+import { upgradeInfo } from "./upgrade";
+import { warnMissingExpressWs } from "./without-express-ws";
 
 
 const SUFFIX = "/.websocket";
@@ -39,7 +40,7 @@ function isUnder(pathname: string, prefix: string): boolean {
  */
 export function refusePlainRequest(req: IncomingMessage, res: ServerResponse) {
   if (req.headers.upgrade?.toLowerCase() === "websocket" && /\bupgrade\b/i.test(req.headers.connection ?? "")) {
-    warnMissingExpressWs();
+    warnMissingExpressWs((req.socket as { server?: Server }).server);
     sendError(res, new ActorError(501, "websocket_not_configured", "WebSockets are not enabled on this server"));
   } else {
     sendError(res, new ActorError(426, "upgrade_required", "This route only accepts WebSocket upgrades"));
