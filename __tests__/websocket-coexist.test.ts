@@ -90,9 +90,12 @@ async function echoOf(client: WsClient, text: string): Promise<string> {
   return (await client.received(before + 1))[before].text;
 }
 
-/** The HTTP answer to an actor upgrade that is refused before any handshake. */
-function refusal(running: Running): Promise<{ status: number; type: string | undefined; body: unknown }> {
-  const ws = new WebSocket(`${running.wsBase}/registry/actors/raw/websocket/`, actorProtocols(getOrCreate("echo", [`k${++unique}`])));
+/** The HTTP answer to an actor upgrade (the router's, or else RivetKit's gateway's) that is refused before any handshake. */
+function refusal(running: Running, via: "router" | "gateway" = "router"): Promise<{ status: number; type: string | undefined; body: unknown }> {
+  const ws =
+    via === "router"
+      ? new WebSocket(`${running.wsBase}/registry/actors/raw/websocket/`, actorProtocols(getOrCreate("echo", [`k${++unique}`])))
+      : new WebSocket(`${running.wsBase}/registry/gateway/some-actor-id/websocket/`, ["rivet", "rivet_encoding.bare"]);
   return within(
     new Promise((resolve, reject) => {
       ws.on("unexpected-response", (_req, res) => {
@@ -271,17 +274,18 @@ describe.each(expressVersions)("without express-ws, whatever else listens for up
     return { running: await listen(server, other.cleanup), works: other.works };
   }
 
-  it.each(arrangements)("$name: an actor upgrade gets 501 websocket_not_configured, logged once; the other paths still work", async (arrangement) => {
+  it.each(arrangements)("$name: actor upgrades get 501 websocket_not_configured, logged once; the other paths still work", async (arrangement) => {
     const { running, works } = await start(arrangement, express);
     const log = captureErrorLog();
     try {
-      for (let i = 0; i < 2; i++) {
-        expect(await refusal(running)).toEqual({
-          status: 501,
-          type: "application/json",
-          body: { code: "websocket_not_configured", message: "WebSockets are not enabled on this server" },
-        });
-      }
+      const refused = { code: "websocket_not_configured", message: "WebSockets are not enabled on this server" };
+      for (let i = 0; i < 2; i++) expect(await refusal(running)).toEqual({ status: 501, type: "application/json", body: refused });
+      // RivetKit's client reads its own error shape (SPEC §10).
+      expect(await refusal(running, "gateway")).toEqual({
+        status: 501,
+        type: "application/json",
+        body: { group: "request", ...refused, metadata: null },
+      });
       expect(log.lines).toHaveLength(1);
       expect(log.lines[0]).toMatch(/express-ws is not set up on this server\. Call expressWs\(app\)/);
       await works(running);

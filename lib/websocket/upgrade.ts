@@ -3,6 +3,9 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type { Socket } from "node:net";
 import type { WebSocket as WsSocket } from "ws";
+import { publicError } from "../errors";
+import { gatewayError } from "../gateway/errors";
+import type { ErrorShape } from "../http/error-shape";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
 import { refuseIfUnclaimed, refuseWithoutExpressWs, servedWithoutExpressWs } from "./without-express-ws";
 import { pauseWs, resumeWs, warnUnsupportedWs } from "./ws-compat";
@@ -100,24 +103,29 @@ function isGatewayOffer(protocols: string[]): boolean {
   return protocols.includes("rivet") && !protocols.includes("rivetkit");
 }
 
-/** An upgrade for the router's socket routes: raw (SPEC §2) or RivetKit's gateway (SPEC §10). */
-function isActorRoute(pathname: string, protocols: string[]): boolean {
-  return pathname.includes(RAW_WEBSOCKET_PATH) || (isGatewayOffer(protocols) && GATEWAY_SOCKET.test(pathname));
+/**
+ * The error body of the router's socket route an upgrade is for: raw (SPEC §2) or RivetKit's
+ * gateway (SPEC §10); undefined for any other path.
+ */
+function actorRouteShape(pathname: string, protocols: string[]): ErrorShape | undefined {
+  if (pathname.includes(RAW_WEBSOCKET_PATH)) return publicError;
+  if (isGatewayOffer(protocols) && GATEWAY_SOCKET.test(pathname)) return gatewayError;
+  return undefined;
 }
 
 function onUpgrade(this: http.Server, req: http.IncomingMessage, socket: Socket) {
   const protocols = parseProtocols(req.headers["sec-websocket-protocol"] as string | undefined);
-  const toRouter = isActorRoute((req.url ?? "").split("?")[0], protocols);
-  const ours = toRouter || protocols.includes("rivetkit") || isGatewayOffer(protocols);
+  const route = actorRouteShape((req.url ?? "").split("?")[0], protocols);
+  const ours = route !== undefined || protocols.includes("rivetkit") || isGatewayOffer(protocols);
   if (this.listenerCount("upgrade") === 1) {
     // The other listener went away after this connection was hooked; nobody can accept it.
-    if (ours) refuseWithoutExpressWs(this, socket);
+    if (ours) refuseWithoutExpressWs(this, socket, route);
     else socket.destroy();
     return;
   }
   // Answered before the other listeners run: they could accept it as theirs or destroy it.
-  if (toRouter && servedWithoutExpressWs(this)) {
-    refuseWithoutExpressWs(this, socket);
+  if (route && servedWithoutExpressWs(this)) {
+    refuseWithoutExpressWs(this, socket, route);
     return;
   }
   if (ours) {
@@ -126,7 +134,7 @@ function onUpgrade(this: http.Server, req: http.IncomingMessage, socket: Socket)
     else delete req.headers["sec-websocket-protocol"];
   }
   holdUntilRouted(req, protocols);
-  if (toRouter) refuseIfUnclaimed(this, req, socket);
+  if (route) refuseIfUnclaimed(this, req, socket, route);
 }
 
 /**

@@ -1,5 +1,7 @@
-import type * as http from "node:http";
+import * as http from "node:http";
 import type { Socket } from "node:net";
+import { errors, publicError } from "../errors";
+import type { ErrorShape } from "../http/error-shape";
 import { log } from "../log";
 
 /**
@@ -34,7 +36,7 @@ export function servedWithoutExpressWs(server: http.Server): boolean {
 }
 
 /** Refuses the actor upgrade on `socket` unless express-ws has accepted it by then. */
-export function refuseIfUnclaimed(server: http.Server, req: http.IncomingMessage & { ws?: unknown }, socket: Socket) {
+export function refuseIfUnclaimed(server: http.Server, req: http.IncomingMessage & { ws?: unknown }, socket: Socket, shape: ErrorShape) {
   const cancel = () => clearTimeout(timer);
   const timer = setTimeout(() => {
     socket.off("close", cancel);
@@ -42,7 +44,7 @@ export function refuseIfUnclaimed(server: http.Server, req: http.IncomingMessage
     const untouched = !socket.destroyed && !socket.writableEnded && socket.bytesWritten === 0;
     // Another listener answered an actor upgrade: the client got its answer, not ours.
     if (!untouched) warnMissingExpressWs(server);
-    else if (!wsHandshakePending(socket)) refuseWithoutExpressWs(server, socket);
+    else if (!wsHandshakePending(socket)) refuseWithoutExpressWs(server, socket, shape);
   }, UNCLAIMED_AFTER_MS);
   timer.unref();
   socket.once("close", cancel);
@@ -53,12 +55,14 @@ function wsHandshakePending(socket: Socket): boolean {
   return socket.listeners("error").some((listener) => listener.name === "socketOnError");
 }
 
-export function refuseWithoutExpressWs(server: http.Server, socket: Socket) {
+/** The 501 of the no-listener case, in the body `shape` of the route (SPEC §5, or RivetKit's for the gateway). */
+export function refuseWithoutExpressWs(server: http.Server, socket: Socket, shape: ErrorShape = publicError) {
   warnMissingExpressWs(server);
-  const body = JSON.stringify({ code: "websocket_not_configured", message: "WebSockets are not enabled on this server" });
+  const { status, body } = shape(errors.websocketNotConfigured());
+  const text = JSON.stringify(body);
   socket.end(
-    "HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Type: application/json\r\n" +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
   );
 }
 
