@@ -56,6 +56,7 @@ export const errors = {
     new ActorError(409, "actor_already_exists", `Actor "${name}" with key ${JSON.stringify(key)} already exists`),
   payloadTooLarge: (limit: number) =>
     new ActorError(413, "payload_too_large", `Request body exceeds the limit of ${limit} bytes`),
+  websocketNotConfigured: () => new ActorError(501, "websocket_not_configured", "WebSockets are not enabled on this server"),
   invalidFetchResponse: () =>
     new ActorError(500, "invalid_fetch_response", "onFetch must return a Response"),
   internal: () => new ActorError(500, "internal_error", "Internal error"),

@@ -10,6 +10,7 @@ export { forwardToActor } from "./http/forward";
 export type { ForwardOptions } from "./http/forward";
 export { forwardWebSocketToActor } from "./websocket/forward";
 export type { ForwardWebSocketOptions } from "./websocket/forward";
+export { upgradesExcept } from "./websocket/upgrades-except";
 export { memoryStore } from "./stores/memory";
 export { fileStore } from "./stores/file";
 export type { FileStoreOptions } from "./stores/file";

@@ -1,6 +1,6 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
-import { ActorError } from "../errors";
+import { ActorError, errors } from "../errors";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
 import type { RegistryCore } from "../registry/core";
 import { sendError } from "../http/response";
@@ -8,7 +8,8 @@ import { stripOrigin } from "../http/target";
 import { readRouterHeaders, splitHeaders } from "../http/serve";
 import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "./serve";
 import type { ExpressWsRequest } from "./express-ws";
-import { upgradeInfo, warnMissingExpressWs } from "./upgrade";
+import { upgradeInfo } from "./upgrade";
+import { warnMissingExpressWs } from "./without-express-ws";
 
 
 const SUFFIX = "/.websocket";
@@ -39,8 +40,8 @@ function isUnder(pathname: string, prefix: string): boolean {
  */
 export function refusePlainRequest(req: IncomingMessage, res: ServerResponse) {
   if (req.headers.upgrade?.toLowerCase() === "websocket" && /\bupgrade\b/i.test(req.headers.connection ?? "")) {
-    warnMissingExpressWs();
-    sendError(res, new ActorError(501, "websocket_not_configured", "WebSockets are not enabled on this server"));
+    warnMissingExpressWs((req.socket as { server?: Server }).server);
+    sendError(res, errors.websocketNotConfigured());
   } else {
     sendError(res, new ActorError(426, "upgrade_required", "This route only accepts WebSocket upgrades"));
   }

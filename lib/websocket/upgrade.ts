@@ -1,10 +1,13 @@
 import { channel } from "node:diagnostics_channel";
 import * as http from "node:http";
 import * as https from "node:https";
-import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
 import type { WebSocket as WsSocket } from "ws";
-import { log } from "../log";
+import { publicError } from "../errors";
+import { gatewayError } from "../gateway/errors";
+import type { ErrorShape } from "../http/error-shape";
 import { RAW_WEBSOCKET_PATH } from "../protocol";
+import { refuseIfUnclaimed, refuseWithoutExpressWs, servedWithoutExpressWs } from "./without-express-ws";
 import { pauseWs, resumeWs, warnUnsupportedWs } from "./ws-compat";
 
 /**
@@ -12,7 +15,9 @@ import { pauseWs, resumeWs, warnUnsupportedWs } from "./ws-compat";
  * what we need: the original URL (it appends `/.websocket`), the protocol entries (ws would
  * select `query.…` as the subprotocol), and messages sent while async middleware runs. So we
  * see each upgrade first, from an 'upgrade' listener prepended on every server that has another
- * upgrade listener (express-ws's), and hold the socket's frames until a route takes it.
+ * upgrade listener (express-ws's, Socket.IO's, the app's own ws server's), and hold the socket's
+ * frames until a route takes it. An upgrade to the actor route that express-ws does not take is
+ * refused with 501, as Node's no-listener path does (without-express-ws.ts).
  */
 export interface UpgradeInfo {
   url: string;
@@ -23,17 +28,23 @@ export interface UpgradeInfo {
 
 // Process-wide: with two copies of this module loaded (nested installs, Jest's per-file module
 // registries and globals), only one hook may touch each upgrade, and every copy must read what
-// it stashed. So the flag lives on the channel object itself, which Node shares process-wide.
+// it stashed. So the flags live on the channel object itself, which Node shares process-wide.
+// The hook installed on servers is the first copy's `dispatchUpgrade`; it runs the `onUpgrade` of
+// the copy that called watchServers() last (under Jest, the running test file's, whose console
+// and timers are live).
 const INFO = Symbol.for("express-actors.upgrade");
 const WATCHING = Symbol.for("express-actors.watchingServers");
+const HANDLER = Symbol.for("express-actors.upgradeHandler");
 const connections = channel("net.server.socket");
+const shared = connections as unknown as { [WATCHING]?: boolean; [HANDLER]?: typeof onUpgrade };
 const RELEASE_AFTER_MS = 10_000;
-let warnedNoExpressWs = false;
+/** `{mount}/gateway/{actorId|name}/websocket/…`, the gateway's raw socket route (gateway/paths.ts). */
+const GATEWAY_SOCKET = /\/gateway\/[^/]+\/websocket(?:\/|$)/;
 
 export function watchServers() {
-  const flags = connections as unknown as Record<symbol, boolean | undefined>;
-  if (flags[WATCHING]) return;
-  flags[WATCHING] = true;
+  shared[HANDLER] = onUpgrade;
+  if (shared[WATCHING]) return;
+  shared[WATCHING] = true;
   warnUnsupportedWs();
   connections.subscribe((message) => {
     const server = (message as { socket: { server?: unknown } }).socket.server;
@@ -48,10 +59,14 @@ export function watchServers() {
  */
 function hookServer(server: http.Server) {
   const upgrade = server.listeners("upgrade");
-  const hooked = upgrade.includes(onUpgrade);
+  const hooked = upgrade.includes(dispatchUpgrade);
   const others = upgrade.length - (hooked ? 1 : 0);
-  if (others > 0 && !hooked) server.prependListener("upgrade", onUpgrade);
-  else if (others === 0 && hooked) server.removeListener("upgrade", onUpgrade);
+  if (others > 0 && !hooked) server.prependListener("upgrade", dispatchUpgrade);
+  else if (others === 0 && hooked) server.removeListener("upgrade", dispatchUpgrade);
+}
+
+function dispatchUpgrade(this: http.Server, req: http.IncomingMessage, socket: Socket) {
+  (shared[HANDLER] ?? onUpgrade).call(this, req, socket);
 }
 
 export function upgradeInfo(req: http.IncomingMessage): UpgradeInfo | undefined {
@@ -88,14 +103,29 @@ function isGatewayOffer(protocols: string[]): boolean {
   return protocols.includes("rivet") && !protocols.includes("rivetkit");
 }
 
-function onUpgrade(this: http.Server, req: http.IncomingMessage, socket: Duplex) {
+/**
+ * The error body of the router's socket route an upgrade is for: raw (SPEC §2) or RivetKit's
+ * gateway (SPEC §10); undefined for any other path.
+ */
+function actorRouteShape(pathname: string, protocols: string[]): ErrorShape | undefined {
+  if (pathname.includes(RAW_WEBSOCKET_PATH)) return publicError;
+  if (isGatewayOffer(protocols) && GATEWAY_SOCKET.test(pathname)) return gatewayError;
+  return undefined;
+}
+
+function onUpgrade(this: http.Server, req: http.IncomingMessage, socket: Socket) {
   const protocols = parseProtocols(req.headers["sec-websocket-protocol"] as string | undefined);
-  const ours =
-    protocols.includes("rivetkit") || isGatewayOffer(protocols) || (req.url ?? "").split("?")[0].includes(RAW_WEBSOCKET_PATH);
+  const route = actorRouteShape((req.url ?? "").split("?")[0], protocols);
+  const ours = route !== undefined || protocols.includes("rivetkit") || isGatewayOffer(protocols);
   if (this.listenerCount("upgrade") === 1) {
     // The other listener went away after this connection was hooked; nobody can accept it.
-    if (ours) refuseWithoutExpressWs(socket);
+    if (ours) refuseWithoutExpressWs(this, socket, route);
     else socket.destroy();
+    return;
+  }
+  // Answered before the other listeners run: they could accept it as theirs or destroy it.
+  if (route && servedWithoutExpressWs(this)) {
+    refuseWithoutExpressWs(this, socket, route);
     return;
   }
   if (ours) {
@@ -104,6 +134,7 @@ function onUpgrade(this: http.Server, req: http.IncomingMessage, socket: Duplex)
     else delete req.headers["sec-websocket-protocol"];
   }
   holdUntilRouted(req, protocols);
+  if (route) refuseIfUnclaimed(this, req, socket, route);
 }
 
 /**
@@ -154,23 +185,4 @@ function holdUntilRouted(req: http.IncomingMessage, protocols: string[]) {
       },
     },
   });
-}
-
-function refuseWithoutExpressWs(socket: Duplex) {
-  warnMissingExpressWs();
-  const body = JSON.stringify({ code: "websocket_not_configured", message: "WebSockets are not enabled on this server" });
-  socket.end(
-    "HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Type: application/json\r\n" +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}
-
-/** Logged once per process when the WebSocket route is reached on an app without express-ws. */
-export function warnMissingExpressWs() {
-  if (warnedNoExpressWs) return;
-  warnedNoExpressWs = true;
-  log.error(
-    "a WebSocket upgrade reached an actor route, but express-ws is not set up on this server. " +
-      "Call expressWs(app) (or expressWs(app, server)) once, before app.listen(), then mount actorMiddleware.",
-  );
 }
