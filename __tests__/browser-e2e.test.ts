@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import * as net from "node:net";
 import * as path from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { CorsOptions } from "express-actors";
@@ -222,7 +223,7 @@ if (!hasChromium && !process.env.CI) {
 
   describe("a page on another origin", () => {
     const FETCH_CHECKS = ["client bundle: handle.fetch POST /increment", "plain fetch with X-RivetKit-Actor-Query: GET /count"];
-    const WS_CHECK = "client bundle: handle.websocket (WebSockets are not subject to CORS)";
+    const WS_CHECK = "client bundle: handle.websocket";
 
     /** Runs the other origin's page against a demo whose cors option is built from that origin. */
     async function crossOrigin(cors: (otherOrigin: string) => CorsOptions | false, shot: string) {
@@ -237,7 +238,7 @@ if (!hasChromium && !process.env.CI) {
       return { checks: await page.evaluate(() => window.checks), consoleLines, origin: other.url };
     }
 
-    it("reaches the router with the cors option (preflight answered, Access-Control-Allow-Origin set)", async () => {
+    it("reaches the router with the cors option (preflight answered, Access-Control-Allow-Origin set, socket accepted)", async () => {
       const { checks, consoleLines } = await crossOrigin((origin) => ({ origin: ["https://unrelated.example", origin] }), "cors-allowed");
       expect(checks[FETCH_CHECKS[0]]).toEqual({ ok: true, text: '200 {"count":1}' });
       expect(checks[FETCH_CHECKS[1]]).toEqual({ ok: true, text: '200 {"count":1}' });
@@ -248,16 +249,59 @@ if (!hasChromium && !process.env.CI) {
     it.each([
       { label: "cors off", cors: () => false as const, shot: "cors-off" },
       { label: "cors for other origins only", cors: () => ({ origin: "https://elsewhere.example" }), shot: "cors-origin-not-listed" },
-    ])("is refused by the browser with $label (a visible CORS error)", async ({ cors, shot }) => {
+    ])("is refused by the browser with $label (a visible CORS error), and its socket by the server", async ({ cors, shot }) => {
       const { checks, consoleLines, origin } = await crossOrigin(cors, shot);
       for (const label of FETCH_CHECKS) expect(checks[label]).toEqual({ ok: false, text: "TypeError: Failed to fetch" });
       // Chromium says why in the console, once per refused request.
       const blocked = consoleLines.filter((line) => line.includes(`from origin '${origin}' has been blocked by CORS policy`));
       expect(blocked).toHaveLength(2);
-      // WebSockets are not covered by CORS: the browser connects from any origin (check Origin in onAuth if that matters).
-      expect(checks[WS_CHECK].ok).toBe(true);
+      // CORS does not cover sockets and the browser sends cookies with them: the server checks the
+      // Origin itself (SPEC §11), so the socket opens and closes with 4403 forbidden_origin.
+      expect(checks[WS_CHECK]).toEqual({ ok: false, text: "Error: closed 4403 forbidden_origin" });
+    });
+
+    it("refuses a socket from another host on the same port (localhost vs 127.0.0.1) unless cors lists it", async () => {
+      const results: Record<string, unknown> = {};
+      for (const withCors of [false, true]) {
+        const port = await freePort();
+        const started = await demo({ storeDir: await tempStore(), port, cors: withCors && { origin: `http://localhost:${port}` } });
+        const page = await newPage();
+        // The demo page itself, loaded as localhost: its own origin's socket opens, 127.0.0.1's is another origin.
+        await page.goto(`http://localhost:${started.port}/`);
+        results[withCors ? "with cors" : "without cors"] = await page.evaluate(async (port) => {
+          const open = (host: string) =>
+            new Promise<string>((resolve) => {
+              const query = encodeURIComponent(JSON.stringify({ getOrCreateForKey: { name: "chat", key: ["origin"] } }));
+              const params = encodeURIComponent(JSON.stringify({ name: "visitor" }));
+              const ws = new WebSocket(`ws://${host}:${port}/registry/actors/raw/websocket/`, [
+                "rivetkit",
+                `query.${query}`,
+                `conn_params.${params}`,
+                "encoding.json",
+              ]);
+              ws.onmessage = () => {
+                ws.close(1000);
+                resolve("accepted");
+              };
+              ws.onclose = (e) => resolve(`closed ${e.code} ${e.reason}`);
+            });
+          return { localhost: await open("localhost"), loopback: await open("127.0.0.1") };
+        }, started.port);
+      }
+      expect(results).toEqual({
+        "without cors": { localhost: "accepted", loopback: "closed 4403 forbidden_origin" },
+        "with cors": { localhost: "accepted", loopback: "accepted" },
+      });
     });
   });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** "12:01:02annhello" → "annhello": the chat line without its clock. */

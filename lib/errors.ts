@@ -45,6 +45,8 @@ export const errors = {
     new ActorError(400, "invalid_encoding", `Unsupported encoding "${value}"; only "json" is supported`),
   invalidRequest: (message: string) => new ActorError(400, "invalid_request", message),
   forbidden: () => new Forbidden("This actor has no onAuth, so it is not reachable from the public"),
+  forbiddenOrigin: (origin: string) =>
+    new ActorError(403, "forbidden_origin", `WebSocket upgrades from origin ${JSON.stringify(origin)} are not allowed`),
   actorNotFound: (what: string) => new ActorError(404, "actor_not_found", `Actor not found: ${what}`),
   fetchNotDefined: (name: string) =>
     new ActorError(404, "fetch_not_defined", `Actor "${name}" does not define onFetch`),

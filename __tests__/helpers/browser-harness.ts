@@ -154,7 +154,7 @@ const OTHER_ORIGIN_PAGE = `<!doctype html>
     });
     return res.status + " " + (await res.text());
   });
-  await check("client bundle: handle.websocket (WebSockets are not subject to CORS)", async () => {
+  await check("client bundle: handle.websocket", async () => {
     const ws = await client.chat.getOrCreate(["cross-origin"], { params: { name: "visitor" } }).websocket();
     const first = await new Promise((resolve, reject) => {
       ws.addEventListener("message", (e) => resolve(JSON.parse(e.data)), { once: true });

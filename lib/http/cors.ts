@@ -15,12 +15,7 @@ const PREFLIGHT_MAX_AGE = "600";
  */
 export function createCors(options: CorsOptions | undefined) {
   if (!options) return undefined;
-  const allowed = options.origin;
-  if (allowed !== true && typeof allowed !== "string" && !Array.isArray(allowed)) {
-    throw new TypeError("actorMiddleware(): cors.origin must be a string, an array of strings or true");
-  }
-  const isAllowed = (origin: string) =>
-    allowed === true || (typeof allowed === "string" ? allowed === origin : allowed.includes(origin));
+  const isAllowed = originMatcher(options, "actorMiddleware");
 
   return function applyCors(req: IncomingMessage, res: ServerResponse): boolean {
     const origin = req.headers.origin;
@@ -39,4 +34,15 @@ export function createCors(options: CorsOptions | undefined) {
     res.end();
     return true;
   };
+}
+
+/** Whether `cors.origin` lists an origin; compared exactly, as browsers serialize it. */
+export function originMatcher(options: Pick<CorsOptions, "origin">, fn: string): (origin: string) => boolean {
+  const allowed = options?.origin;
+  if (allowed !== true && typeof allowed !== "string" && !Array.isArray(allowed)) {
+    throw new TypeError(`${fn}(): cors.origin must be a string, an array of strings or true`);
+  }
+  if (allowed === true) return () => true;
+  if (typeof allowed === "string") return (origin) => origin === allowed;
+  return (origin) => allowed.includes(origin);
 }

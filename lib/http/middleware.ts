@@ -6,7 +6,7 @@ import { actorUrl, originOf, routerHeadersOf } from "./request";
 import { sendError } from "./response";
 import { readRouterHeaders, serveFetch, splitHeaders, type FetchTarget, type HttpOptions } from "./serve";
 import { routeWebSocket } from "../websocket/route";
-import { createCors, type CorsOptions } from "./cors";
+import { createCors, originMatcher, type CorsOptions } from "./cors";
 import { watchServers } from "../websocket/upgrade";
 import { stripOrigin } from "./target";
 import { createGateway } from "../gateway/router";
@@ -16,7 +16,10 @@ export interface ActorMiddlewareOptions {
   maxBodySize?: number;
   /** Largest WebSocket message accepted, in bytes; a larger frame closes the socket with 1009. Default 1 MiB. */
   maxWebSocketMessageSize?: number;
-  /** CORS for pages on another origin; off by default. Preflights are answered here, not by onFetch. */
+  /**
+   * CORS for pages on another origin; off by default. Preflights are answered here, not by onFetch.
+   * `cors.origin` also lists the other origins whose pages may open WebSockets (SPEC §11).
+   */
   cors?: CorsOptions;
 }
 
@@ -33,8 +36,11 @@ export const DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE = 1024 * 1024;
 export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewareOptions = {}) {
   const core = coreOf(registry);
   const http: HttpOptions = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
-  const websocket = { maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE };
   const cors = createCors(options.cors);
+  const websocket = {
+    maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE,
+    isOriginAllowed: options.cors && originMatcher(options.cors, "actorMiddleware"),
+  };
   const gateway = createGateway(core, { http, websocket, cors });
   watchServers();
 

@@ -3,6 +3,7 @@ import { ActorError, errors } from "../errors";
 import { splitHeaders } from "../http/serve";
 import { log } from "../log";
 import { DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE } from "../http/middleware";
+import { originMatcher, type CorsOptions } from "../http/cors";
 import { coreOf, type Registry } from "../registry/setup";
 import { checkForwardOptions, forwardTarget, type ForwardOptions, type RouteAuth } from "../http/forward";
 import type { ExpressWsRequest, ExpressWsSocket } from "./express-ws";
@@ -19,6 +20,8 @@ export interface ForwardWebSocketOptions<R extends ExpressWsRequest = any> exten
   /** As for forwardToActor: "run" (default), "skip", or `(req) => authData` in place of onAuth. */
   auth?: RouteAuth<R>;
   maxWebSocketMessageSize?: number;
+  /** Other origins whose pages may open sockets here; the request's own origin always may (SPEC §11). */
+  cors?: Pick<CorsOptions, "origin">;
 }
 
 /** An express-ws route handler, `app.ws(route, forwardWebSocketToActor(...))`, that gets-or-creates the actor. */
@@ -28,7 +31,10 @@ export function forwardWebSocketToActor<R extends ExpressWsRequest = any>(
 ) {
   const core = coreOf(registry);
   checkForwardOptions(core, options, "forwardWebSocketToActor");
-  const websocket = { maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE };
+  const websocket = {
+    maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE,
+    isOriginAllowed: options.cors && originMatcher(options.cors, "forwardWebSocketToActor"),
+  };
   watchServers();
 
   return function forwardWebSocketHandler(socket: ExpressWsSocket, req: R) {

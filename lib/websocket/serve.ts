@@ -7,6 +7,7 @@ import type { AuthBy, RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
 import { actorUrl, originOf, type RouterHeaders } from "../http/request";
 import { isTransportEntry, parseProtocols, selectableProtocols, upgradeInfo } from "./upgrade";
+import { checkOrigin } from "./origin";
 import { adaptWs } from "./ws-adapter";
 
 export interface WebSocketTarget {
@@ -18,6 +19,8 @@ export interface WebSocketTarget {
 
 export interface WebSocketOptions {
   maxMessageSize: number;
+  /** Origins besides the request's own that may open sockets (`cors.origin`); SPEC §11. */
+  isOriginAllowed?: (origin: string) => boolean;
 }
 
 const MAX_REASON_BYTES = 123;
@@ -80,6 +83,11 @@ export async function serveWebSocket(
   target: WebSocketTarget | ActorError,
   options: WebSocketOptions,
 ): Promise<void> {
+  const forbidden = checkOrigin(req, options.isOriginAllowed);
+  if (forbidden) {
+    refuse(ws, forbidden);
+    return;
+  }
   let url: string;
   try {
     url = actorUrl(originOf(req), target instanceof ActorError ? "/" : target.path);
