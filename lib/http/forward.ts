@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ActorDefinition } from "../actor/definition";
 import { errors } from "../errors";
-import { parseQuery } from "../registry/query";
+import { parseQuery, type KeyLimits } from "../registry/query";
+import { limitsOf, type LimitOptions } from "../limits";
 import type { AuthBy, RegistryCore } from "../registry/core";
 import { coreOf, type Registry } from "../registry/setup";
 import { DEFAULT_MAX_BODY_SIZE } from "./middleware";
@@ -11,7 +12,8 @@ import { stripOrigin } from "./target";
 
 type Req = IncomingMessage & { url: string };
 
-export interface ForwardOptions<R extends Req = any, Name extends string = string> {
+export interface ForwardOptions<R extends Req = any, Name extends string = string>
+  extends Pick<LimitOptions, "maxKeyParts" | "maxKeyPartLength"> {
   /** The actor name, as given to setup({ use }). */
   name: Name;
   /** The actor key for this request. */
@@ -44,6 +46,7 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
   const core = coreOf(registry);
   checkForwardOptions(core, options, "forwardToActor");
   const http = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
+  const limits = limitsOf(options, "forwardToActor");
 
   return function forwardToActorHandler(req: R, res: ServerResponse, next: Next) {
     if (req.headers.upgrade?.toLowerCase() === "websocket") {
@@ -52,7 +55,7 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
     }
     let target;
     try {
-      target = forwardTarget(options, req, stripOrigin(req.url), "forwardToActor");
+      target = forwardTarget(options, req, stripOrigin(req.url), "forwardToActor", limits);
     } catch (err) {
       sendError(res, err);
       return;
@@ -86,8 +89,8 @@ export function checkForwardOptions(core: RegistryCore, options: ForwardTargetOp
 }
 
 /** The get-or-create target of one forwarded request; throws on a bad key or path. */
-export function forwardTarget<R>(options: ForwardTargetOptions<R>, req: R, defaultPath: string, fn: string) {
-  const query = parseQuery({ getOrCreateForKey: { name: options.name, key: options.key(req), input: options.input?.(req) } });
+export function forwardTarget<R>(options: ForwardTargetOptions<R>, req: R, defaultPath: string, fn: string, limits: KeyLimits) {
+  const query = parseQuery({ getOrCreateForKey: { name: options.name, key: options.key(req), input: options.input?.(req) } }, limits);
   const path = options.path ? options.path(req) : defaultPath;
   if (typeof path !== "string") throw errors.invalidRequest(`${fn}(): path(req) must return a string`);
   return { query, params: options.params?.(req), path, authBy: authByOf(options.auth, req) };

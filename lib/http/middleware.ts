@@ -10,8 +10,9 @@ import { createCors, originMatcher, type CorsOptions } from "./cors";
 import { watchServers } from "../websocket/upgrade";
 import { stripOrigin } from "./target";
 import { createGateway } from "../gateway/router";
+import { limitsOf, type LimitOptions, type Limits } from "../limits";
 
-export interface ActorMiddlewareOptions {
+export interface ActorMiddlewareOptions extends LimitOptions {
   /** Largest request body accepted, in bytes; larger ones get 413. Default 16 MiB. */
   maxBodySize?: number;
   /** Largest WebSocket message accepted, in bytes; a larger frame closes the socket with 1009. Default 1 MiB. */
@@ -36,10 +37,12 @@ export const DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE = 1024 * 1024;
 export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewareOptions = {}) {
   const core = coreOf(registry);
   const http: HttpOptions = { maxBodySize: options.maxBodySize ?? DEFAULT_MAX_BODY_SIZE };
+  const limits = limitsOf(options, "actorMiddleware");
   const cors = createCors(options.cors);
   const websocket = {
     maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE,
     isOriginAllowed: options.cors && originMatcher(options.cors, "actorMiddleware"),
+    limits,
   };
   const gateway = createGateway(core, { http, websocket, cors });
   watchServers();
@@ -58,7 +61,7 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
     if (raw) {
       let target: FetchTarget;
       try {
-        const { query, params } = readRouterHeaders(routerHeadersOf(req.rawHeaders));
+        const { query, params } = readRouterHeaders(routerHeadersOf(req.rawHeaders), limits);
         target = { query, params, path: url.slice(RAW_HTTP_PATH.length), authBy: "router" };
       } catch (err) {
         sendError(res, err);
@@ -68,7 +71,7 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
       return;
     }
     if (pathname === RESOLVE_PATH && req.method === "POST") {
-      resolveActor(core, req, res).catch(next);
+      resolveActor(core, req, res, limits).catch(next);
       return;
     }
     if (pathname === HEALTH_PATH && (req.method === "GET" || req.method === "HEAD")) {
@@ -85,10 +88,10 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
 }
 
 /** `POST {mount}/actors/resolve`: what the client's create() and resolve() use; answers `{ actorId }`. */
-async function resolveActor(core: ReturnType<typeof coreOf>, req: IncomingMessage, res: ServerResponse) {
+async function resolveActor(core: ReturnType<typeof coreOf>, req: IncomingMessage, res: ServerResponse, limits: Limits) {
   try {
     const { headers, rivet } = splitHeaders(req);
-    const { query, params } = readRouterHeaders(rivet);
+    const { query, params } = readRouterHeaders(rivet, limits);
     const request = new Request(actorUrl(originOf(req), "/"), { method: "POST", headers });
     const { meta } = await core.locate(query, { request, params, intent: undefined, authBy: "router" });
     const body = JSON.stringify({ actorId: meta.actorId });

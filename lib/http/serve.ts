@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
 import type { AuthBy, RegistryCore } from "../registry/core";
-import { checkDepth, parseQueryText, type ParsedQuery } from "../registry/query";
+import { DEFAULT_LIMITS, type Limits } from "../limits";
+import { checkDepth, parseQueryText, type ParsedQuery, type QueryLimits } from "../registry/query";
 import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type RouterHeaders } from "./request";
 import { sendError, sendResponse } from "./response";
 import { refuseBody } from "./too-large";
@@ -9,6 +10,8 @@ import { refuseBody } from "./too-large";
 export interface HttpOptions {
   maxBodySize: number;
 }
+
+export type RouterLimits = QueryLimits & Pick<Limits, "maxConnParamsSize">;
 
 export interface FetchTarget {
   query: ParsedQuery;
@@ -21,15 +24,18 @@ export interface FetchTarget {
 }
 
 /** The query, encoding and conn params of SPEC §2, validated. */
-export function readRouterHeaders(rivet: RouterHeaders): { query: ParsedQuery; params: unknown } {
+export function readRouterHeaders(rivet: RouterHeaders, limits: RouterLimits = DEFAULT_LIMITS): { query: ParsedQuery; params: unknown } {
   if (rivet.encoding !== undefined && rivet.encoding.trim().toLowerCase() !== "json") {
     throw errors.invalidEncoding(rivet.encoding);
   }
   const text = rivet.query ?? rivet.queryAlias;
   if (text === undefined) throw errors.invalidQuery("Missing the X-RivetKit-Actor-Query header");
-  const query = parseQueryText(text);
+  const query = parseQueryText(text, limits);
   let params: unknown;
   if (rivet.params !== undefined) {
+    if (rivet.params.length > limits.maxConnParamsSize) {
+      throw errors.invalidQuery(`X-RivetKit-Conn-Params is ${rivet.params.length} characters long; the limit is ${limits.maxConnParamsSize}`);
+    }
     try {
       params = JSON.parse(rivet.params);
     } catch {

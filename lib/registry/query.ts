@@ -1,4 +1,5 @@
 import { errors } from "../errors";
+import { DEFAULT_LIMITS, type Limits } from "../limits";
 import { keyId } from "../stores/types";
 
 /** The actor query of SPEC §2, exactly as it travels in X-RivetKit-Actor-Query. */
@@ -27,27 +28,34 @@ const KINDS: Record<string, QueryKind> = {
   getForId: "getForId",
 };
 
-const MAX_KEY_PARTS = 64;
-const MAX_KEY_PART_LENGTH = 1024;
+export type KeyLimits = Pick<Limits, "maxKeyParts" | "maxKeyPartLength">;
+export type QueryLimits = KeyLimits & Pick<Limits, "maxQuerySize">;
+
 /** How deeply creation input and conn params may nest (containers, the outermost counting as one). */
 const MAX_INPUT_DEPTH = 64;
 
 /**
  * Clients repeat the same header value request after request, so its parse is kept. Only queries
- * without `input` are kept: input goes to user code, which must get its own copy.
+ * without `input` are kept: input goes to user code, which must get its own copy. The cache is
+ * shared by routes with different limits, so the key limits are checked on every call.
  */
 const parsedTexts = new Map<string, ParsedQuery>();
 const PARSED_TEXTS_MAX = 1024;
 
-export function parseQueryText(text: string): ParsedQuery {
-  const cached = parsedTexts.get(text);
-  if (cached) return cached;
-  const parsed = parseQueryJson(text);
-  if (parsed.input === undefined) {
-    if (parsedTexts.size >= PARSED_TEXTS_MAX) parsedTexts.clear();
-    Object.freeze(parsed.key);
-    parsedTexts.set(text, Object.freeze(parsed));
+export function parseQueryText(text: string, limits: QueryLimits = DEFAULT_LIMITS): ParsedQuery {
+  if (text.length > limits.maxQuerySize) {
+    throw errors.invalidQuery(`The actor query is ${text.length} characters long; the limit is ${limits.maxQuerySize}`);
   }
+  let parsed = parsedTexts.get(text);
+  if (!parsed) {
+    parsed = parseQueryJson(text);
+    if (parsed.input === undefined) {
+      if (parsedTexts.size >= PARSED_TEXTS_MAX) parsedTexts.clear();
+      Object.freeze(parsed.key);
+      parsedTexts.set(text, Object.freeze(parsed));
+    }
+  }
+  checkKeyLimits(parsed.key, limits);
   return parsed;
 }
 
@@ -58,10 +66,17 @@ function parseQueryJson(text: string): ParsedQuery {
   } catch {
     throw errors.invalidQuery("The actor query is not valid JSON");
   }
-  return parseQuery(value);
+  return parseQueryValue(value);
 }
 
-export function parseQuery(value: unknown): ParsedQuery {
+/** A query given as data (forwarded routes, the server-side client), checked against `limits`. */
+export function parseQuery(value: unknown, limits: KeyLimits = DEFAULT_LIMITS): ParsedQuery {
+  const parsed = parseQueryValue(value);
+  checkKeyLimits(parsed.key, limits);
+  return parsed;
+}
+
+function parseQueryValue(value: unknown): ParsedQuery {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw errors.invalidQuery("The actor query must be a JSON object");
   }
@@ -111,15 +126,21 @@ function nestsDeeper(value: unknown, levels: number): boolean {
 
 function parseKey(key: unknown, field: string): string[] {
   const parts = typeof key === "string" ? [key] : key;
-  if (!Array.isArray(parts) || parts.length > MAX_KEY_PARTS) {
-    throw errors.invalidQuery(`${field}.key must be an array of at most ${MAX_KEY_PARTS} strings`);
+  if (!Array.isArray(parts) || !parts.every((part) => typeof part === "string")) {
+    throw errors.invalidQuery(`${field}.key must be a string or an array of strings`);
   }
-  for (const part of parts) {
-    if (typeof part !== "string" || part.length > MAX_KEY_PART_LENGTH) {
-      throw errors.invalidQuery(`${field}.key must contain only strings of at most ${MAX_KEY_PART_LENGTH} characters`);
+  return parts;
+}
+
+function checkKeyLimits(key: readonly string[], limits: KeyLimits) {
+  if (key.length > limits.maxKeyParts) {
+    throw errors.invalidQuery(`The actor key has ${key.length} parts; the limit is ${limits.maxKeyParts}`);
+  }
+  for (const part of key) {
+    if (part.length > limits.maxKeyPartLength) {
+      throw errors.invalidQuery(`An actor key part is ${part.length} characters long; the limit is ${limits.maxKeyPartLength}`);
     }
   }
-  return parts as string[];
 }
 
 export function intentsOf(kind: QueryKind): Array<"get" | "create"> {

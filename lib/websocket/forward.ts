@@ -10,8 +10,11 @@ import type { ExpressWsRequest, ExpressWsSocket } from "./express-ws";
 import { upgradePath } from "./route";
 import { filterProtocolHeader, offeredProtocols, serveWebSocket } from "./serve";
 import { watchServers } from "./upgrade";
+import { limitsOf, type LimitOptions } from "../limits";
 
-export interface ForwardWebSocketOptions<R extends ExpressWsRequest = any> extends Omit<ForwardOptions<any>, "maxBodySize" | "key" | "path" | "params" | "input" | "auth"> {
+export interface ForwardWebSocketOptions<R extends ExpressWsRequest = any>
+  extends Omit<ForwardOptions<any>, "maxBodySize" | "key" | "path" | "params" | "input" | "auth">,
+    Pick<LimitOptions, "maxSocketsPerActor" | "maxPendingWebSocketMessages" | "maxPendingWebSocketBytes"> {
   key: (req: R) => string | string[];
   /** The path (and query string) the actor's request sees; default: the URL below the mount point. */
   path?: (req: R) => string;
@@ -34,6 +37,7 @@ export function forwardWebSocketToActor<R extends ExpressWsRequest = any>(
   const websocket = {
     maxMessageSize: options.maxWebSocketMessageSize ?? DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE,
     isOriginAllowed: options.cors && originMatcher(options.cors, "forwardWebSocketToActor"),
+    limits: limitsOf(options, "forwardWebSocketToActor"),
   };
   watchServers();
 
@@ -44,7 +48,7 @@ export function forwardWebSocketToActor<R extends ExpressWsRequest = any>(
     filterProtocolHeader(headers, offeredProtocols(req));
     let target;
     try {
-      target = forwardTarget(options, req, upgradePath(req), "forwardWebSocketToActor");
+      target = forwardTarget(options, req, upgradePath(req), "forwardWebSocketToActor", websocket.limits);
     } catch (err) {
       if (!(err instanceof ActorError)) log.error("forwardWebSocketToActor(): building the target failed:", err);
       target = err instanceof ActorError ? err : errors.internal();

@@ -82,7 +82,7 @@ export function routeWebSocket(
   filterProtocolHeader(headers, offered);
   let target: WebSocketTarget | ActorError;
   try {
-    const { query, params } = readRouterHeaders(rivet);
+    const { query, params } = readRouterHeaders(rivet, options.limits);
     target = { query, params, path: path.slice(RAW_WEBSOCKET_PATH.length), authBy: "router" };
   } catch (err) {
     target = err instanceof ActorError ? err : new ActorError(400, "invalid_query", "Invalid actor query");

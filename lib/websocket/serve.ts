@@ -7,6 +7,8 @@ import type { AuthBy, RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
 import { actorUrl, originOf, type RouterHeaders } from "../http/request";
 import { isTransportEntry, parseProtocols, selectableProtocols, upgradeInfo } from "./upgrade";
+import { DEFAULT_LIMITS, type Limits } from "../limits";
+import type { ActorInstance } from "../actor/instance";
 import { checkOrigin } from "./origin";
 import { adaptWs } from "./ws-adapter";
 
@@ -21,12 +23,18 @@ export interface WebSocketOptions {
   maxMessageSize: number;
   /** Origins besides the request's own that may open sockets (`cors.origin`); SPEC §11. */
   isOriginAllowed?: (origin: string) => boolean;
+  /** Default: DEFAULT_LIMITS. */
+  limits?: Limits;
 }
 
 const MAX_REASON_BYTES = 123;
 /** HTTP statuses that become 4xxx close codes (400 → 4400 …); anything else is 1011. */
 const REFUSAL_STATUSES = new Set([400, 401, 403, 404, 409]);
 const noop = () => {};
+/** Open sockets per live actor, for maxSocketsPerActor. */
+const openSockets = new WeakMap<ActorInstance, number>();
+/** Actors whose socket limit was logged once already (per activation). */
+const warnedFull = new WeakSet<ActorInstance>();
 
 /** The close code and reason of SPEC §5 for anything thrown while setting up or running a socket. */
 export function closeFor(err: unknown): { code: number; reason: string } {
@@ -99,13 +107,15 @@ export async function serveWebSocket(
     refuse(ws, target);
     return;
   }
+  const limits = options.limits ?? DEFAULT_LIMITS;
   const logger: { current: Logger } = { current: log };
   const { socket, driver } = adaptWs(ws, req, {
     url: url.replace(/^http/, "ws"),
     maxMessageSize: options.maxMessageSize,
+    maxPending: { messages: limits.maxPendingWebSocketMessages, bytes: limits.maxPendingWebSocketBytes },
     onListenerError: (err) => logger.current.error("a WebSocket listener threw:", err),
   });
-  await runActorSocket(core, socket, driver, new Request(url, { headers }), target, logger);
+  await runActorSocket(core, socket, driver, new Request(url, { headers }), target, logger, limits.maxSocketsPerActor);
 }
 
 /**
@@ -119,6 +129,7 @@ export async function runActorSocket(
   request: Request,
   target: WebSocketTarget | ActorError,
   logger: { current: Logger } = { current: log },
+  maxSockets = Infinity,
 ): Promise<void> {
   if (target instanceof ActorError) {
     const { code, reason } = closeFor(target);
@@ -140,6 +151,18 @@ export async function runActorSocket(
     driver.fail(1001, "shutting_down");
     return;
   }
+  const sockets = openSockets.get(instance) ?? 0;
+  if (sockets >= maxSockets) {
+    if (!warnedFull.has(instance)) {
+      warnedFull.add(instance);
+      instance.log.warn(`refusing WebSockets over maxSocketsPerActor (${maxSockets}) with 1013 too_many_sockets`);
+    }
+    instance.release();
+    // 1013 Try Again Later: the standard code for a temporary refusal, which reconnecting clients retry.
+    driver.fail(1013, "too_many_sockets");
+    return;
+  }
+  openSockets.set(instance, sockets + 1);
   logger.current = instance.log;
   const shutdown = () => driver.fail(1001, "shutting_down");
   core.closers.add(shutdown);
@@ -149,6 +172,7 @@ export async function runActorSocket(
   const finish = () => {
     if (released || socket.readyState !== socket.CLOSED) return;
     released = true;
+    openSockets.set(instance, openSockets.get(instance)! - 1);
     core.closers.delete(shutdown);
     queueMicrotask(() => {
       instance.save().catch(noop);

@@ -6,6 +6,9 @@ export interface SocketTransport {
   send(data: Uint8Array | string, binary: boolean, done: (err?: Error) => void): void;
   /** Starts the closing handshake; code undefined sends a close frame without a code. */
   close(code?: number, reason?: string): void;
+  /** Stops reading from the network (backpressure); a transport without it is never paused. */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** The calls a transport makes into its socket; reachable only through the DRIVER symbol. */
@@ -28,6 +31,8 @@ export interface SocketInit {
   binaryType: BinaryType;
   /** Called when a listener or handler throws; the socket is closed with 1011 afterwards. */
   onListenerError?: (err: unknown) => void;
+  /** Past this many messages or bytes held before start(), the transport is paused until start(). */
+  maxHeld?: { messages: number; bytes: number };
 }
 
 export const DRIVER = Symbol("express-actors.socketDriver");
@@ -81,6 +86,9 @@ export class W3CWebSocket extends EventTarget {
   #inFlight: number[] = [];
   #inFlightHead = 0;
   #held: Array<() => void> | undefined;
+  #heldBytes = 0;
+  #maxHeld: { messages: number; bytes: number } | undefined;
+  #pausedWhileHeld = false;
   #sendQueue: Array<() => unknown> | undefined;
   #transportClosed = false;
   #wrapped = new WeakMap<object, Map<string, EventListener>>();
@@ -95,6 +103,7 @@ export class W3CWebSocket extends EventTarget {
     this.#transport = init.transport;
     this.#binaryType = init.binaryType;
     this.#onListenerError = init.onListenerError;
+    this.#maxHeld = init.maxHeld;
     this.#origin = new URL(init.url).origin.replace(/^http/, "ws");
     if (init.open) {
       this.#readyState = OPEN;
@@ -241,7 +250,15 @@ export class W3CWebSocket extends EventTarget {
   #closeTransport(code?: number, reason?: string) {
     if (this.#transportClosed) return;
     this.#transportClosed = true;
+    // The closing handshake needs the peer's close frame; messages are ignored from CLOSING on.
+    this.#resumeHeld();
     this.#transport.close(code, reason);
+  }
+
+  #resumeHeld() {
+    if (!this.#pausedWhileHeld) return;
+    this.#pausedWhileHeld = false;
+    this.#transport.resume?.();
   }
 
   close(code?: number, reason?: string): void {
@@ -376,6 +393,19 @@ export class W3CWebSocket extends EventTarget {
     this.dispatchEvent(new MessageEvent("message", { data: value, origin: this.#origin }));
   }
 
+  /** Queues a message that came before start(); past maxHeld the transport stops reading until start(). */
+  #hold(data: Uint8Array | string, binary: boolean) {
+    const held = this.#held!;
+    held.push(() => this.#dispatchMessage(data, binary));
+    const limit = this.#maxHeld;
+    if (!limit || this.#pausedWhileHeld || this.#transportClosed) return;
+    this.#heldBytes += typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+    if (held.length >= limit.messages || this.#heldBytes >= limit.bytes) {
+      this.#pausedWhileHeld = true;
+      this.#transport.pause?.();
+    }
+  }
+
   #emit(dispatch: () => void) {
     if (this.#held) this.#held.push(dispatch);
     else dispatch();
@@ -400,7 +430,7 @@ export class W3CWebSocket extends EventTarget {
       message: (data, binary) => {
         if (this.#readyState !== OPEN) return;
         // The common case dispatches at once, without a closure per message.
-        if (this.#held) this.#held.push(() => this.#dispatchMessage(data, binary));
+        if (this.#held) this.#hold(data, binary);
         else this.#dispatchMessage(data, binary);
       },
       error: () => {
@@ -427,6 +457,7 @@ export class W3CWebSocket extends EventTarget {
         this.#held = undefined;
         this.dispatchEvent(new Event("open"));
         for (const dispatch of held) dispatch();
+        this.#resumeHeld();
       },
       fail: (code, reason) => this.#fail(code, reason),
     };

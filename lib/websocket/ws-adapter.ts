@@ -2,11 +2,13 @@ import type { IncomingMessage } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { driverOf, W3CWebSocket, type SocketDriver } from "./socket";
 import { releaseUpgrade } from "./upgrade";
-import { onWsMessage } from "./ws-compat";
+import { onWsMessage, pauseWs, resumeWs } from "./ws-compat";
 
 export interface AdaptOptions {
   url: string;
   maxMessageSize: number;
+  /** Messages and bytes held before onWebSocket's setup returns; past either the socket stops reading. */
+  maxPending?: { messages: number; bytes: number };
   onListenerError: (err: unknown) => void;
 }
 
@@ -30,9 +32,12 @@ export function adaptWs(ws: WsSocket, req: IncomingMessage, options: AdaptOption
     binaryType: "arraybuffer",
     open: { protocol: ws.protocol, extensions: ws.extensions },
     onListenerError: options.onListenerError,
+    maxHeld: options.maxPending,
     transport: {
       send: (data, binary, done) => ws.send(data, binary ? BINARY : TEXT, done),
       close: (code, reason) => (code === undefined ? ws.close() : ws.close(code, reason)),
+      pause: () => pauseWs(ws),
+      resume: () => resumeWs(ws),
     },
   });
   const driver = driverOf(socket);
