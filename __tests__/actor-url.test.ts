@@ -105,6 +105,21 @@ describe.each(expressVersions)("request.url on $label", ({ express }) => {
     }
   });
 
+  it("keeps a dot segment followed by trailing spaces or controls inside the route (a URL parser trims them)", async () => {
+    const client = createClient<typeof registry>(server.url + "/registry");
+    for (const [path, seen] of [
+      [".. ", "/..%20"],
+      ["a/.. ", "/a/..%20"],
+      ["%2e%2e\u0000", "/%2e%2e%00"],
+      ["..\u001f ", "/..%1F%20"],
+      ["x?q= ", "/x?q=%20"],
+    ]) {
+      const res = await client.seen.getOrCreate(["k"]).fetch(path);
+      expect({ path, status: res.status }).toEqual({ path, status: 200 });
+      expect({ path, url: ((await res.json()) as { url: string }).url }).toEqual({ path, url: server.url + seen });
+    }
+  });
+
   it("is the same through createClient as through the server client, and stays in the actor's route", async () => {
     const client = createClient<typeof registry>(server.url + "/registry");
     const inProcess = registry.createServerClient();

@@ -12,6 +12,8 @@ export const HEALTH_PATH = "/health";
 
 const CONTROL = /[\t\n\r]/;
 const CONTROLS = /[\t\n\r]/g;
+/** A URL parser trims trailing C0 controls and spaces from its whole input, which ends with the path. */
+const TRAILING_TRIMMED = /[\u0000-\u0020]+$/;
 /** `.`, `..` or their `%2e` spellings as a whole segment, between `/` or `\` (a URL parser's slashes). */
 const DOT_SEGMENT = /[/\\](?:\.|%2e){1,2}(?=[/\\?]|$)/i;
 const RESOLVE_BASE = "http://actor";
@@ -29,16 +31,25 @@ function leadingSlashes(path: string): number {
  * whatever the input, dot segments resolved, `#` kept as `%23`, percent-escapes kept.
  * A URL parser reads `\` as `/` and deletes tabs and newlines, and resolving `.` or `..` can empty
  * the first segment (`/.//evil.com` → `//evil.com`, another host to `new URL(path, base)`),
- * so the leading slashes are stripped again once dot segments are resolved.
+ * so the leading slashes are stripped again once dot segments are resolved. Trailing spaces and
+ * controls are escaped as the parser escapes them elsewhere: trimmed, `/.. ` would become `/..`
+ * and step out of the route it is appended to.
  */
 export function actorPath(pathAndSearch: string): string {
   let path = pathAndSearch;
   if (CONTROL.test(path)) path = path.replace(CONTROLS, "");
   if (path.includes("#")) path = path.replace(/#/g, "%23");
+  if (TRAILING_TRIMMED.test(path)) path = path.replace(TRAILING_TRIMMED, escapeAll);
   path = "/" + path.slice(leadingSlashes(path));
   if (!DOT_SEGMENT.test(path)) return path;
   const url = new URL(path, RESOLVE_BASE);
   return "/" + url.pathname.slice(leadingSlashes(url.pathname)) + url.search;
+}
+
+function escapeAll(text: string): string {
+  let escaped = "";
+  for (let i = 0; i < text.length; i++) escaped += "%" + text.charCodeAt(i).toString(16).toUpperCase().padStart(2, "0");
+  return escaped;
 }
 
 /**

@@ -6,5 +6,7 @@
 export function stripOrigin(url: string): string {
   if (url.charCodeAt(0) === 47 /* / */) return url;
   const match = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/.exec(url);
-  return match ? url.slice(match[0].length) || "/" : "/" + url;
+  if (!match) return "/" + url;
+  const rest = url.slice(match[0].length);
+  return rest.charCodeAt(0) === 47 ? rest : "/" + rest;
 }
