@@ -4,7 +4,7 @@ import fc from "fast-check";
  * Runs a fast-check property `numRuns` times. Every run draws a seed (FC_SEED fixes it) and a
  * failure names it with the shrunk path, as the command that replays exactly that case:
  * `FC_SEED=… FC_PATH=… npx jest <file> -t <test>`. FC_RUNS_SCALE multiplies numRuns for a
- * longer hunt (e.g. FC_RUNS_SCALE=20 before a release).
+ * longer hunt (e.g. FC_RUNS_SCALE=20 before a release); FC_NO_SHRINK reports the first failure as found.
  */
 export async function checkProperty<Ts>(property: fc.IRawProperty<Ts>, numRuns: number): Promise<void> {
   const seed = process.env.FC_SEED === undefined ? (Date.now() ^ (Math.random() * 0x100000000)) | 0 : Number(process.env.FC_SEED);
@@ -13,7 +13,7 @@ export async function checkProperty<Ts>(property: fc.IRawProperty<Ts>, numRuns: 
     numRuns: Math.max(1, Math.round(numRuns * scale)),
     seed,
     path: process.env.FC_PATH,
-    endOnFailure: process.env.FC_PATH !== undefined,
+    endOnFailure: process.env.FC_PATH !== undefined || process.env.FC_NO_SHRINK !== undefined,
   });
   if (!details.failed) return;
   const path = details.counterexamplePath ?? "";
