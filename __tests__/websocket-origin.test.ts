@@ -4,7 +4,8 @@ import { connectActor, getOrCreate, startWsApp, within, WsClient, type WsApp } f
 
 // SPEC §11: an upgrade whose Origin is not the request's own origin closes with 4403 forbidden_origin
 // (after the upgrade), unless cors.origin lists it; no Origin is not checked; `trust proxy` decides
-// whether X-Forwarded-Host / X-Forwarded-Proto make up the request's own origin.
+// whether X-Forwarded-Host / X-Forwarded-Proto make up the request's own origin. On the router,
+// the RivetKit gateway (SPEC §10) and forwardWebSocketToActor.
 
 const ALLOWED = "https://app.example";
 let authCalls = 0;
@@ -17,6 +18,10 @@ const room = actor({
   },
   onWebSocket: (c, ws) => ws.send(`welcome to ${c.key[0]}`),
 });
+
+/** The actor id the RivetKit gateway entries open sockets to (resolved in beforeAll). */
+let gatewayId = "";
+const RIVET = ["rivet", "rivet_encoding.bare"];
 
 type Connect = (app: WsApp, headers?: Record<string, string>, options?: { origin?: string; protocolVersion?: number }) => WsClient;
 
@@ -32,6 +37,16 @@ const ENTRIES: Array<{ entry: string; cors: boolean; connect: Connect }> = [
     cors: true,
     connect: (app, headers, options) =>
       connectActor(app, getOrCreate("room", ["router"]), { mount: "/shared", options: { headers, ...options } }),
+  },
+  {
+    entry: "the RivetKit gateway",
+    cors: false,
+    connect: (app, headers, options) => new WsClient(`${app.wsUrl}/registry/gateway/${gatewayId}/websocket/`, RIVET, { headers, ...options }),
+  },
+  {
+    entry: "the RivetKit gateway",
+    cors: true,
+    connect: (app, headers, options) => new WsClient(`${app.wsUrl}/shared/gateway/${gatewayId}/websocket/`, RIVET, { headers, ...options }),
   },
   {
     entry: "forwardWebSocketToActor",
@@ -76,6 +91,7 @@ describe.each(expressVersions)("the WebSocket origin check on $label", ({ expres
 
   beforeAll(async () => {
     app = await startWsApp({ express, registry, before: (a) => mountEntries(a, registry) });
+    gatewayId = await registry.createServerClient().room.getOrCreate(["gateway"]).resolve();
   });
   afterAll(async () => {
     await app.close();
@@ -137,6 +153,7 @@ describe.each(expressVersions)("X-Forwarded-Host / X-Forwarded-Proto and trust p
         },
       });
     }
+    gatewayId = await registry.createServerClient().room.getOrCreate(["gateway"]).resolve();
   });
   afterAll(async () => {
     await Promise.all(Object.values(apps).map((app) => app.close()));
