@@ -107,6 +107,23 @@ describe.each(expressVersions)("limits on the HTTP routes on $label", ({ express
     await expectRefused("/strict/actors/raw/http/", { [QUERY]: text }, /the limit is 2/);
   });
 
+  it("applies the key and conn params limits to the RivetKit gateway's routes too (SPEC §10)", async () => {
+    /** Refused with 400 invalid_query, in the gateway's error shape. */
+    const expectGatewayRefusal = async (res: request.Response, message: RegExp) => {
+      expect({ status: res.status, group: res.body.group, code: res.body.code }).toEqual({ status: 400, group: expect.any(String), code: "invalid_query" });
+      expect(res.body.message).toMatch(message);
+    };
+    const put = (key: string) => request(server).put("/strict/actors").send({ name: "echo", key });
+    expect((await put("gw/12345678")).status).toBe(200);
+    await expectGatewayRefusal(await put("gw/b/c"), /3 parts; the limit is 2/);
+    await expectGatewayRefusal(await request(server).get("/strict/actors?name=echo&key=gw%2F123456789"), /9 characters long; the limit is 8/);
+    const gateway = (key: string) => `/strict/gateway/echo/request/x?rvt-method=getOrCreate&rvt-key=${key}`;
+    expect((await request(server).get(gateway("gw,b"))).status).toBe(200);
+    await expectGatewayRefusal(await request(server).get(gateway("gw,b,c")), /the limit is 2/);
+    expect((await request(server).get(gateway("gw,b")).set("x-rivet-conn-params", paramsOfLength(50))).status).toBe(200);
+    await expectGatewayRefusal(await request(server).get(gateway("gw,b")).set("x-rivet-conn-params", paramsOfLength(51)), /the limit is 50/);
+  });
+
   it("limits the keys forwardToActor builds: its options, else the defaults", async () => {
     expect((await request(server).get("/rooms/a.b.c/x")).body).toEqual({ key: ["a", "b", "c"], auth: null });
     await expectRefused("/rooms/a.b.c.d/x", {}, /4 parts; the limit is 3/);

@@ -96,8 +96,13 @@ describe.each(expressVersions)("WebSocket limits on $label", ({ express }) => {
       await expectOpen(connectActor(app, getOrCreate("room", ["p"]), { params: { pad: "x".repeat(80) } }));
     });
 
-    it("refuses keys over maxKeyParts, on the router and on forwardWebSocketToActor", async () => {
+    it("refuses keys over maxKeyParts, on the router, the RivetKit gateway and forwardWebSocketToActor", async () => {
       await expectClose(connectActor(app, getOrCreate("room", ["a", "b", "c"])), 4400, "invalid_query");
+      const gateway = (key: string) => `${app.wsUrl}/registry/gateway/room/websocket/?rvt-method=getOrCreate&rvt-key=${key}`;
+      await expectClose(new WsClient(gateway("g,b,c"), ["rivet", "rivet_encoding.json"]), 4400, "invalid_query");
+      await expectOpen(new WsClient(gateway("g,b"), ["rivet", "rivet_encoding.json"]));
+      const params = "rivet_conn_params." + encodeURIComponent(JSON.stringify({ pad: "x".repeat(100) }));
+      await expectClose(new WsClient(gateway("g,b"), ["rivet", "rivet_encoding.json", params]), 4400, "invalid_query");
       await expectClose(new WsClient(`${app.wsUrl}/rooms/a.b.c.d`), 4400, "invalid_query");
       await expectOpen(new WsClient(`${app.wsUrl}/rooms/k.a.b`));
     });

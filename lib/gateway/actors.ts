@@ -4,7 +4,7 @@ import { actorUrl, originOf } from "../http/request";
 import { sendError } from "../http/response";
 import { splitHeaders } from "../http/serve";
 import type { RegistryCore } from "../registry/core";
-import { parseQuery, type ParsedQuery } from "../registry/query";
+import { parseQuery, type KeyLimits, type ParsedQuery } from "../registry/query";
 import type { ActorMeta } from "../stores/types";
 import { readJsonObject, REFUSED } from "./body";
 import { dropInternalHeaders } from "./headers";
@@ -21,19 +21,26 @@ const MAX_IDS = 32;
  * onAuth (source "gateway", intents get and/or create) before anything is looked up or created,
  * except by id, where the id must be looked up to know whose onAuth to run.
  */
-export async function serveActors(core: RegistryCore, req: IncomingMessage, res: ServerResponse, search: string, maxBodySize: number) {
+export async function serveActors(
+  core: RegistryCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  search: string,
+  maxBodySize: number,
+  limits: KeyLimits,
+) {
   try {
     const { headers } = splitHeaders(req);
     dropInternalHeaders(headers);
     const url = actorUrl(originOf(req), "/");
     const request = () => new Request(url, { method: req.method, headers });
     if (req.method === "GET") {
-      sendJson(res, 200, { actors: await getActors(core, new URLSearchParams(search), request) });
+      sendJson(res, 200, { actors: await getActors(core, new URLSearchParams(search), request, limits) });
       return;
     }
     const body = await readJsonObject(req, res, url, maxBodySize);
     if (body === REFUSED) return;
-    const query = bodyQuery(body, req.method === "PUT" ? "getOrCreateForKey" : "create");
+    const query = bodyQuery(body, req.method === "PUT" ? "getOrCreateForKey" : "create", limits);
     const { meta, created } = await core.locate(query, { request: request(), params: undefined, intent: undefined, authBy: "gateway" });
     sendJson(res, 200, req.method === "PUT" ? { actor: actorJson(meta), created } : { actor: actorJson(meta) });
   } catch (err) {
@@ -42,7 +49,7 @@ export async function serveActors(core: RegistryCore, req: IncomingMessage, res:
 }
 
 /** `{ name, key: "<serialized>", input?: "<base64 CBOR>" }`; the client's other fields (runner, crash policy, datacenter) do not apply. */
-function bodyQuery(body: Record<string, unknown>, kind: "getOrCreateForKey" | "create"): ParsedQuery {
+function bodyQuery(body: Record<string, unknown>, kind: "getOrCreateForKey" | "create", limits: KeyLimits): ParsedQuery {
   const { name, key, input } = body;
   if (typeof name !== "string" || name === "") throw errors.invalidQuery("name must be a non-empty string");
   if (key !== undefined && key !== null && typeof key !== "string") throw errors.invalidQuery("key must be a serialized key string");
@@ -53,10 +60,10 @@ function bodyQuery(body: Record<string, unknown>, kind: "getOrCreateForKey" | "c
       key: typeof key === "string" ? parseSerializedKey(key) : [],
       input: typeof input === "string" ? decodeInput(input, "base64", "input") : undefined,
     },
-  });
+  }, limits);
 }
 
-async function getActors(core: RegistryCore, search: URLSearchParams, request: () => Request): Promise<object[]> {
+async function getActors(core: RegistryCore, search: URLSearchParams, request: () => Request, limits: KeyLimits): Promise<object[]> {
   const name = single(search, "name");
   const key = single(search, "key");
   const ids = single(search, "actor_ids");
@@ -66,7 +73,7 @@ async function getActors(core: RegistryCore, search: URLSearchParams, request: (
   }
   if (name === undefined) throw errors.invalidQuery("name is required when not using actor_ids");
   if (key === undefined) throw errors.invalidQuery("key is required: listing every actor of a name is not supported");
-  const query = parseQuery({ getForKey: { name, key: parseSerializedKey(key) } });
+  const query = parseQuery({ getForKey: { name, key: parseSerializedKey(key) } }, limits);
   try {
     const { meta } = await core.locate(query, { request: request(), params: undefined, intent: undefined, authBy: "gateway" });
     return [actorJson(meta)];

@@ -15,14 +15,16 @@ export function dropInternalHeaders(headers: Headers) {
 }
 
 /** The first `x-rivet-conn-params` header of rawHeaders, as a JSON value (undefined when absent). */
-export function connParamsHeader(raw: string[]): unknown {
+export function connParamsHeader(raw: string[], maxSize: number): unknown {
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].toLowerCase() === CONN_PARAMS_HEADER) return parseConnParams(raw[i + 1], "x-rivet-conn-params");
+    if (raw[i].toLowerCase() === CONN_PARAMS_HEADER) return parseConnParams(raw[i + 1], "x-rivet-conn-params", maxSize);
   }
   return undefined;
 }
 
-export function parseConnParams(text: string, what: string): unknown {
+/** JSON conn params within `maxSize` characters (maxConnParamsSize) and the nesting limit. */
+export function parseConnParams(text: string, what: string, maxSize: number): unknown {
+  if (text.length > maxSize) throw errors.invalidQuery(`${what} is ${text.length} characters long; the limit is ${maxSize}`);
   let params: unknown;
   try {
     params = JSON.parse(text);

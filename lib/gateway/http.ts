@@ -5,6 +5,7 @@ import { serveFetch, type FetchTarget, type HttpOptions } from "../http/serve";
 import { connParamsHeader, dropInternalHeaders } from "./headers";
 import type { GatewayRoute } from "./paths";
 import { resolveGatewayTarget } from "./target";
+import type { Limits } from "../limits";
 
 /** `ANY {mount}/gateway/{actorId|name}/request/{path}` → the actor's onFetch, with onAuth (source "gateway"). */
 export async function serveGatewayFetch(
@@ -13,11 +14,12 @@ export async function serveGatewayFetch(
   res: ServerResponse,
   route: GatewayRoute,
   options: HttpOptions,
+  limits: Limits,
 ): Promise<void> {
   let target: FetchTarget;
   try {
-    const params = connParamsHeader(req.rawHeaders);
-    const { query, path } = await resolveGatewayTarget(core, route);
+    const params = connParamsHeader(req.rawHeaders, limits.maxConnParamsSize);
+    const { query, path } = await resolveGatewayTarget(core, route, limits);
     target = { query, params, path, authBy: "gateway", prepare: (request) => dropInternalHeaders(request.headers) };
   } catch (err) {
     sendError(res, err);

@@ -7,6 +7,7 @@ import type { RegistryCore } from "../registry/core";
 import type { ExpressWsRequest } from "../websocket/express-ws";
 import { refusePlainRequest, upgradePath } from "../websocket/route";
 import type { WebSocketOptions } from "../websocket/serve";
+import type { Limits } from "../limits";
 import { serveActors } from "./actors";
 import { gatewayError, unsupported } from "./errors";
 import { serveGatewayFetch } from "./http";
@@ -17,6 +18,7 @@ import { refuseWebSocket, serveGatewayWebSocket } from "./websocket";
 export interface GatewayOptions {
   http: HttpOptions;
   websocket: WebSocketOptions;
+  limits: Limits;
   /** The router's CORS handler; true when it answered a preflight. */
   cors?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
@@ -29,7 +31,7 @@ const ACTOR_METHODS = new Set(["GET", "PUT", "POST"]);
  * Returns false for requests that are not theirs.
  */
 export function createGateway(core: RegistryCore, options: GatewayOptions) {
-  const { http, websocket, cors } = options;
+  const { http, websocket, cors, limits } = options;
 
   return function gateway(req: ExpressWsRequest, res: ServerResponse, next: Next, url: string, pathname: string): boolean {
     if (req.ws) {
@@ -50,7 +52,7 @@ export function createGateway(core: RegistryCore, options: GatewayOptions) {
       // A plain OPTIONS is the app's.
       if (!served) return false;
       if (pathname === METADATA_PATH) sendMetadata(core, res);
-      else serveActors(core, req, res, searchOf(url), http.maxBodySize).catch(next);
+      else serveActors(core, req, res, searchOf(url), http.maxBodySize, limits).catch(next);
       return true;
     }
     const route = parseGatewayPath(url);
@@ -58,7 +60,7 @@ export function createGateway(core: RegistryCore, options: GatewayOptions) {
     useErrorShape(res, gatewayError);
     if (cors?.(req, res)) return true;
     if (route.kind === "websocket") refusePlainRequest(req, res);
-    else if (route.kind === "request") serveGatewayFetch(core, req, res, route, http).catch(next);
+    else if (route.kind === "request") serveGatewayFetch(core, req, res, route, http, limits).catch(next);
     else sendError(res, route.kind === "action" ? unsupported.actions() : unsupported.connections());
     return true;
   };

@@ -1,6 +1,6 @@
 import { errors } from "../errors";
 import type { RegistryCore } from "../registry/core";
-import { parseQuery, type ParsedQuery } from "../registry/query";
+import { parseQuery, type KeyLimits, type ParsedQuery } from "../registry/query";
 import { decodeInput } from "./input";
 import { parseQueryKey } from "./key";
 import type { GatewayRoute } from "./paths";
@@ -23,7 +23,7 @@ const KNOWN = new Set([
  * parameters, the query gateway `/gateway/{name}/…?rvt-method=…` of 2.3.x clients. The `rvt-*`
  * parameters are removed from what the actor sees; the rest of the query is kept byte for byte.
  */
-export async function resolveGatewayTarget(core: RegistryCore, route: GatewayRoute): Promise<GatewayTarget> {
+export async function resolveGatewayTarget(core: RegistryCore, route: GatewayRoute, limits: KeyLimits): Promise<GatewayTarget> {
   const q = route.rest.indexOf("?");
   const pathname = q === -1 ? route.rest : route.rest.slice(0, q);
   const kept: string[] = [];
@@ -38,7 +38,7 @@ export async function resolveGatewayTarget(core: RegistryCore, route: GatewayRou
     }
   }
   const path = kept.length === 0 ? pathname : `${pathname}?${kept.join("&")}`;
-  const query = rvt.size > 0 ? queryOf(decodeSegment(route.segment), rvt) : await idQuery(core, route.segment);
+  const query = rvt.size > 0 ? queryOf(decodeSegment(route.segment), rvt, limits) : await idQuery(core, route.segment);
   return { query, path };
 }
 
@@ -60,17 +60,17 @@ function formDecode(text: string): string | undefined {
   }
 }
 
-function queryOf(name: string, rvt: Map<string, string>): ParsedQuery {
+function queryOf(name: string, rvt: Map<string, string>, limits: KeyLimits): ParsedQuery {
   const method = rvt.get("rvt-method");
   const key = parseQueryKey(rvt.get("rvt-key"));
   const inputText = rvt.get("rvt-input");
   if (method === "get") {
     if (inputText !== undefined) throw errors.invalidQuery("rvt-input is only allowed with rvt-method=getOrCreate");
-    return parseQuery({ getForKey: { name, key } });
+    return parseQuery({ getForKey: { name, key } }, limits);
   }
   if (method === "getOrCreate") {
     const input = inputText === undefined ? undefined : decodeInput(inputText, "base64url", "rvt-input");
-    return parseQuery({ getOrCreateForKey: { name, key, input } });
+    return parseQuery({ getOrCreateForKey: { name, key, input } }, limits);
   }
   throw errors.invalidQuery(
     method === undefined ? "The query gateway needs rvt-method" : `Unsupported rvt-method ${JSON.stringify(method)}; expected get or getOrCreate`,

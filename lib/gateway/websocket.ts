@@ -8,6 +8,7 @@ import { filterProtocolHeader, offeredProtocols, serveWebSocket, type WebSocketO
 import { dropInternalHeaders, parseConnParams } from "./headers";
 import type { GatewayRoute } from "./paths";
 import { resolveGatewayTarget } from "./target";
+import { DEFAULT_LIMITS, type Limits } from "../limits";
 
 const CONN_PARAMS = "rivet_conn_params.";
 const ENCODING = "rivet_encoding.";
@@ -30,7 +31,7 @@ export function serveGatewayWebSocket(
   dropInternalHeaders(headers);
   const offered = offeredProtocols(req);
   filterProtocolHeader(headers, offered);
-  void targetOf(core, route, offered).then((target) => {
+  void targetOf(core, route, offered, options.limits ?? DEFAULT_LIMITS).then((target) => {
     // Claimed only now: until then the upgrade's frames stay held, so none is lost while the id is looked up.
     req.wsHandled = true;
     return serveWebSocket(core, ws, req, headers, target, options);
@@ -43,10 +44,10 @@ export function refuseWebSocket(core: RegistryCore, ws: WsSocket, req: ExpressWs
   void serveWebSocket(core, ws, req, new Headers(), err, options);
 }
 
-async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string[]): Promise<WebSocketTarget | ActorError> {
+async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string[], limits: Limits): Promise<WebSocketTarget | ActorError> {
   try {
-    const params = connParamsEntry(offered);
-    const { query, path } = await resolveGatewayTarget(core, route);
+    const params = connParamsEntry(offered, limits.maxConnParamsSize);
+    const { query, path } = await resolveGatewayTarget(core, route, limits);
     return { query, params, path, authBy: "gateway" };
   } catch (err) {
     if (err instanceof ActorError) return err;
@@ -56,7 +57,7 @@ async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string
 }
 
 /** Conn params from the first `rivet_conn_params.{encodeURIComponent(JSON)}` entry; every `rivet_encoding.` entry is checked. */
-function connParamsEntry(offered: string[]): unknown {
+function connParamsEntry(offered: string[], maxSize: number): unknown {
   let params: unknown;
   let seenParams = false;
   for (const entry of offered) {
@@ -73,7 +74,7 @@ function connParamsEntry(offered: string[]): unknown {
       } catch {
         throw errors.invalidQuery("The rivet_conn_params subprotocol entry has a malformed percent-escape");
       }
-      params = parseConnParams(text, "The rivet_conn_params subprotocol entry");
+      params = parseConnParams(text, "The rivet_conn_params subprotocol entry", maxSize);
     }
   }
   return params;

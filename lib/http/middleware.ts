@@ -44,7 +44,7 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
     isOriginAllowed: options.cors && originMatcher(options.cors, "actorMiddleware"),
     limits,
   };
-  const gateway = createGateway(core, { http, websocket, cors });
+  const gateway = createGateway(core, { http, websocket, cors, limits });
   watchServers();
 
   return function expressActors(req: IncomingMessage, res: ServerResponse, next: Next) {
