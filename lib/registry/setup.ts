@@ -4,8 +4,10 @@ import type { Client } from "../client/core";
 import { memoryStore } from "../stores/memory";
 import type { StateStore } from "../stores/types";
 import { RegistryCore } from "./core";
+import { createTelemetry, type TelemetryOptions } from "../observe/telemetry";
+import { observeStore } from "../stores/observed";
 
-export interface SetupOptions<Use extends Record<string, ActorDefinition>> {
+export interface SetupOptions<Use extends Record<string, ActorDefinition>> extends TelemetryOptions {
   use: Use;
   store?: StateStore;
 }
@@ -25,9 +27,11 @@ export class Registry<Use extends Record<string, ActorDefinition> = Record<strin
         throw new TypeError(`setup(): "${name}" is not an actor() definition`);
       }
     }
-    const core: RegistryCore = new RegistryCore({ ...options.use }, options.store ?? memoryStore(), () =>
-      createServerClient(core),
-    );
+    const telemetry = createTelemetry(options);
+    const store = options.store ?? memoryStore();
+    const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core));
+    core.telemetry = telemetry;
+    observeStore(store, { log: telemetry.log });
     cores.set(this, core);
   }
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError, publicError } from "../errors";
-import { log, type Logger } from "../log";
+import type { Logger } from "../log";
 import type { SocketDriver, W3CWebSocket } from "./socket";
 import type { AuthBy, RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
@@ -84,18 +84,18 @@ export async function serveWebSocket(
   try {
     url = actorUrl(originOf(req), target instanceof ActorError ? "/" : target.path);
   } catch (err) {
-    refuse(ws, err);
+    refuse(ws, err, core.log);
     return;
   }
   if (target instanceof ActorError) {
-    refuse(ws, target);
+    refuse(ws, target, core.log);
     return;
   }
-  const logger: { current: Logger } = { current: log };
+  const logger: { current: Logger } = { current: core.log };
   const { socket, driver } = adaptWs(ws, req, {
     url: url.replace(/^http/, "ws"),
     maxMessageSize: options.maxMessageSize,
-    onListenerError: (err) => logger.current.error("a WebSocket listener threw:", err),
+    onListenerError: (err) => logger.current.error({ err }, "a WebSocket listener threw"),
   });
   await runActorSocket(core, socket, driver, new Request(url, { headers }), target, logger);
 }
@@ -110,7 +110,7 @@ export async function runActorSocket(
   driver: SocketDriver,
   request: Request,
   target: WebSocketTarget | ActorError,
-  logger: { current: Logger } = { current: log },
+  logger: { current: Logger } = { current: core.log },
 ): Promise<void> {
   if (target instanceof ActorError) {
     const { code, reason } = closeFor(target);
@@ -152,7 +152,7 @@ export async function runActorSocket(
   try {
     await instance.config.onWebSocket!(instance.ctx, socket as unknown as WebSocket, { request, auth });
   } catch (err) {
-    if (!(err instanceof ActorError)) instance.log.error("onWebSocket threw:", err);
+    if (!(err instanceof ActorError)) instance.log.error({ err }, "onWebSocket threw");
     const { code, reason } = closeFor(err);
     driver.fail(code, reason);
     driver.start();
@@ -166,8 +166,8 @@ export async function runActorSocket(
   driver.start();
 }
 
-function refuse(ws: WsSocket, err: unknown) {
-  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
+function refuse(ws: WsSocket, err: unknown, logger: Logger) {
+  if (!(err instanceof ActorError)) logger.error({ err }, "unexpected error");
   ws.on("error", noop);
   const { code, reason } = closeFor(err);
   ws.close(code, reason);
