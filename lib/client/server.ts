@@ -23,7 +23,7 @@ export function createServerClient(core: RegistryCore) {
         });
         let response: Response;
         try {
-          response = await instance.fetch(request, undefined);
+          response = await (core.telemetry.observer?.fetch(instance, request, undefined) ?? instance.fetch(request, undefined));
         } catch (err) {
           instance.release();
           throw err;

@@ -225,6 +225,7 @@ export class RegistryCore implements InstanceHost {
       const instance = await ActorInstance.start(this, definition.config, meta);
       this.instances.set(meta.actorId, instance);
       this.keyIndex.set(keyId(meta.name, meta.key), meta.actorId);
+      this.telemetry.observer?.activated(meta);
       return instance;
     } catch (err) {
       this.log.error({ err, actor: meta.name, actorId: meta.actorId }, "activating the actor failed");
@@ -236,7 +237,10 @@ export class RegistryCore implements InstanceHost {
 
   evicted(instance: ActorInstance) {
     const { actorId, name, key } = instance.meta;
-    if (this.instances.get(actorId) === instance) this.instances.delete(actorId);
+    if (this.instances.get(actorId) === instance) {
+      this.instances.delete(actorId);
+      this.telemetry.observer?.stopped(instance.meta, this.shuttingDown);
+    }
     const id = keyId(name, key);
     if (this.keyIndex.get(id) === actorId) this.keyIndex.delete(id);
   }

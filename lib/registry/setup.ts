@@ -6,6 +6,7 @@ import type { StateStore } from "../stores/types";
 import { RegistryCore } from "./core";
 import { createTelemetry, type TelemetryOptions } from "../observe/telemetry";
 import { observeStore } from "../stores/observed";
+import { observedStore } from "../observe/store";
 
 export interface SetupOptions<Use extends Record<string, ActorDefinition>> extends TelemetryOptions {
   use: Use;
@@ -27,11 +28,13 @@ export class Registry<Use extends Record<string, ActorDefinition> = Record<strin
         throw new TypeError(`setup(): "${name}" is not an actor() definition`);
       }
     }
-    const telemetry = createTelemetry(options);
-    const store = options.store ?? memoryStore();
+    const telemetry = createTelemetry(options, Object.keys(options.use));
+    const { observer } = telemetry;
+    const given = options.store ?? memoryStore();
+    observeStore(given, { log: telemetry.log, connectionFailed: observer && (() => observer.storeFailed("connection", undefined)) });
+    const store = observer ? observedStore(given, observer) : given;
     const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core));
     core.telemetry = telemetry;
-    observeStore(store, { log: telemetry.log });
     cores.set(this, core);
   }
 

@@ -133,14 +133,16 @@ export async function runActorSocket(
     return;
   }
   logger.current = instance.log;
+  const watch = core.telemetry.observer?.socket(instance, request);
   const shutdown = () => driver.fail(1001, "shutting_down");
   core.closers.add(shutdown);
   let released = false;
   // The first close listener; its work waits a microtask, so what the other close listeners change
   // is in this save. A synthetic close event (readyState still OPEN) releases nothing.
-  const finish = () => {
+  const finish = (event: Event) => {
     if (released || socket.readyState !== socket.CLOSED) return;
     released = true;
+    watch?.closed((event as CloseEvent).code);
     core.closers.delete(shutdown);
     queueMicrotask(() => {
       instance.save().catch(noop);
@@ -150,7 +152,9 @@ export async function runActorSocket(
   socket.addEventListener("close", finish);
 
   try {
-    await instance.config.onWebSocket!(instance.ctx, socket as unknown as WebSocket, { request, auth });
+    const { config, ctx } = instance;
+    const ws = socket as unknown as WebSocket;
+    await (watch ? watch.run(() => config.onWebSocket!(ctx, ws, { request, auth })) : config.onWebSocket!(ctx, ws, { request, auth }));
   } catch (err) {
     if (!(err instanceof ActorError)) instance.log.error({ err }, "onWebSocket threw");
     const { code, reason } = closeFor(err);
