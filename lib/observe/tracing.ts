@@ -55,7 +55,8 @@ export class Tracing {
       this.status(span, response.status);
       return response;
     } catch (err) {
-      this.status(span, err instanceof ActorError ? err.status : 500, err);
+      // The handler's own error is logged, not recorded: onFetch's failures reach here as library errors.
+      this.status(span, err instanceof ActorError ? err.status : 500);
       throw err;
     } finally {
       span.end();
@@ -92,10 +93,8 @@ export class Tracing {
     }
   }
 
-  private status(span: Span, status: number, err?: unknown) {
+  private status(span: Span, status: number) {
     span.setAttribute("http.response.status_code", status);
-    if (status < 500) return;
-    if (err instanceof Error && !(err instanceof ActorError)) span.recordException(err);
-    span.setStatus({ code: this.api.SpanStatusCode.ERROR });
+    if (status >= 500) span.setStatus({ code: this.api.SpanStatusCode.ERROR });
   }
 }
