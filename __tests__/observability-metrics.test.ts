@@ -206,3 +206,25 @@ describe("OpenTelemetry metrics", () => {
     }
   });
 });
+
+describe("the demo", () => {
+  it("serves the actors' metrics at /metrics", async () => {
+    const { startDemo } = await import("../demo/server");
+    const { tempDir } = await import("./helpers/actor-harness");
+    const dir = await tempDir();
+    const demo = await startDemo({ port: 0, host: "127.0.0.1", closeGraceMs: 100, cors: false, storeDir: dir.dir });
+    try {
+      const query = actorQuery("counter", ["metrics"]);
+      await request(demo.url).post(`${RAW}/increment`).set("X-RivetKit-Actor-Query", query).expect(200);
+      await request(demo.url).get(`${RAW}/count`).set("X-RivetKit-Actor-Query", query).expect(200);
+      const res = await request(demo.url).get("/metrics").expect(200);
+      const m = parseMetrics(res.text);
+      expect(sampleValue(m, "express_actors_fetch_duration_seconds_count", { actor: "counter", status_class: "2xx" })).toBe(2);
+      expect(sampleValue(m, "express_actors_state_saves_total", { actor: "counter", result: "ok" })).toBe(1);
+      expect(sampleValue(m, "express_actors_live_actors", { actor: "chat" })).toBe(0);
+    } finally {
+      await demo.close();
+      await dir.cleanup();
+    }
+  });
+});
