@@ -6,6 +6,7 @@ import * as path from "node:path";
 import compression from "compression";
 import express, { type Request } from "express";
 import expressWs from "express-ws";
+import { Registry as MetricsRegistry } from "prom-client";
 import { actorMiddleware, fileStore, forwardToActor, setup, type CorsOptions } from "express-actors";
 import { postgresStore } from "express-actors/stores/postgres";
 import { cart, chat, counter, feed } from "./actors";
@@ -32,10 +33,10 @@ export interface DemoOptions {
   closeGraceMs?: number;
 }
 
-export function createRegistry(storeDir: string, postgres = postgresFromEnv()) {
+export function createRegistry(storeDir: string, postgres = postgresFromEnv(), metrics?: MetricsRegistry) {
   // Either way, counts, carts and chat history survive a restart.
   const store = postgres ? postgresStore({ connectionString: postgres, table: "demo_actors" }) : fileStore({ dir: storeDir });
-  return setup({ use: { counter, feed, cart, chat }, store });
+  return setup({ use: { counter, feed, cart, chat }, store, metrics });
 }
 
 function postgresFromEnv(): string | undefined {
@@ -99,7 +100,8 @@ function newestMtime(dir: string): number {
 /** The demo app on an http.Server that is not listening yet (express-ws needs the server). */
 export function createDemoApp(options: DemoOptions = {}) {
   ensureBrowserBundle();
-  const registry = createRegistry(options.storeDir ?? ".demo-data", options.postgres ?? postgresFromEnv());
+  const metrics = new MetricsRegistry();
+  const registry = createRegistry(options.storeDir ?? ".demo-data", options.postgres ?? postgresFromEnv(), metrics);
   const cors = options.cors === undefined ? corsFromEnv() : options.cors;
 
   const app = express();
@@ -137,6 +139,11 @@ export function createDemoApp(options: DemoOptions = {}) {
       auth: "skip",
     }),
   );
+
+  // Prometheus scrapes the actors' figures here (docs/observability.md lists them).
+  app.get("/metrics", async (_req, res) => {
+    res.set("content-type", metrics.contentType).send(await metrics.metrics());
+  });
 
   // The web page (demo/public) and the browser bundle of express-actors/client it imports.
   const noCache = { headers: { "cache-control": "no-cache" } };

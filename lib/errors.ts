@@ -1,4 +1,4 @@
-import { log } from "./log";
+import { log, type Logger } from "./log";
 
 /** An error with a wire code and HTTP status; every error the library reports is one of these. */
 export class ActorError extends Error {
@@ -82,7 +82,7 @@ export function publicError(err: unknown): { status: number; body: ErrorBody } {
         JSON.stringify(err.metadata);
         body.metadata = err.metadata;
       } catch (cause) {
-        log.error(`the metadata of error "${err.code}" is not JSON and was dropped:`, cause);
+        log.error({ err: cause }, `the metadata of error "${err.code}" is not JSON and was dropped`);
       }
     }
     return { status: err.status, body };
@@ -91,8 +91,8 @@ export function publicError(err: unknown): { status: number; body: ErrorBody } {
 }
 
 /** The JSON error Response of SPEC §5, as the server-side client returns it. */
-export function errorResponse(err: unknown): Response {
-  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
+export function errorResponse(err: unknown, logger: Logger = log): Response {
+  if (!(err instanceof ActorError)) logger.error({ err }, "unexpected error");
   const { status, body } = publicError(err);
   return Response.json(body, { status });
 }

@@ -1,5 +1,5 @@
 import { ActorError, errors } from "../errors";
-import { createLogger, type Logger } from "../log";
+import type { Logger } from "../log";
 import type { ActorMeta, StateStore } from "../stores/types";
 import type { ActorConfig, ActorContext } from "./definition";
 import { serializeState, trackState, untracked } from "./state";
@@ -7,6 +7,7 @@ import { serializeState, trackState, untracked } from "./state";
 /** What an instance needs from its registry. */
 export interface InstanceHost {
   readonly store: StateStore;
+  readonly log: Logger;
   client(): unknown;
   evicted(instance: ActorInstance): void;
 }
@@ -89,7 +90,7 @@ export class ActorInstance {
   ) {}
 
   get log(): Logger {
-    return (this.logger ??= createLogger(`${this.meta.name}/${this.meta.actorId}`));
+    return (this.logger ??= this.host.log.child({ actor: this.meta.name, actorId: this.meta.actorId }));
   }
 
   /** Loads or creates the state, then runs createVars, onCreate (new actors) and onStart. */
@@ -153,7 +154,7 @@ export class ActorInstance {
   private notifyStateChange() {
     this.notifyQueued = false;
     this.notifying = true;
-    const failed = (err: unknown) => this.log.error("onStateChange threw:", err);
+    const failed = (err: unknown) => this.log.error({ err }, "onStateChange threw");
     try {
       const result: unknown = this.config.onStateChange!(this.ctx, this.state);
       if (result instanceof Promise) result.catch(failed);
@@ -210,7 +211,7 @@ export class ActorInstance {
       this.unsavable = true;
       clearTimeout(this.saveTimer);
       this.saveTimer = undefined;
-      this.log.error("saving state failed (tried again after the next change):", err instanceof Error ? err.message : err);
+      this.log.error({ err }, "saving state failed (tried again after the next change)");
       return Promise.reject(err);
     }
     this.unsavable = false;
@@ -235,7 +236,7 @@ export class ActorInstance {
 
   private saveFailed(err: unknown) {
     this.retryDelay = Math.min(RETRY_MAX, this.retryDelay ? this.retryDelay * 2 : RETRY_MIN);
-    this.log.error(`saving state failed (retrying in ${this.retryDelay} ms):`, err instanceof Error ? err.message : err);
+    this.log.error({ err }, `saving state failed (retrying in ${this.retryDelay} ms)`);
     if (this.retryTimer || this.status === "stopped") return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -268,11 +269,11 @@ export class ActorInstance {
       const result: unknown = await this.config.onFetch!(this.ctx, request, { auth });
       if (result instanceof Response) response = result;
       else {
-        this.log.error("onFetch returned", describe(result), "instead of a Response");
+        this.log.error(`onFetch returned ${describe(result)} instead of a Response`);
         failure = errors.invalidFetchResponse();
       }
     } catch (err) {
-      if (!(err instanceof ActorError)) this.log.error("onFetch threw:", err);
+      if (!(err instanceof ActorError)) this.log.error({ err }, "onFetch threw");
       failure = err instanceof ActorError ? err : errors.internal();
     }
     if (this.dirty) {
@@ -363,7 +364,7 @@ export class ActorInstance {
       try {
         await this.activate(false);
       } catch (err) {
-        this.log.error("restarting in place failed:", err);
+        this.log.error({ err }, "restarting in place failed");
         this.status = "running";
         this.armSleep();
       }
@@ -385,7 +386,7 @@ export class ActorInstance {
           break;
         }
         if (Date.now() + wait > deadline) {
-          this.log.error("shutdown: the last state changes could not be saved:", err);
+          this.log.error({ err }, "shutdown: the last state changes could not be saved");
           break;
         }
         await new Promise((resolve) => setTimeout(resolve, wait));
@@ -404,7 +405,7 @@ export class ActorInstance {
     try {
       if (this.config.onStop) await this.config.onStop(this.ctx);
     } catch (err) {
-      this.log.error("onStop threw:", err);
+      this.log.error({ err }, "onStop threw");
     }
   }
 

@@ -1,5 +1,4 @@
 import { ActorError, errorResponse, errors } from "../errors";
-import { log } from "../log";
 import type { RegistryCore } from "../registry/core";
 import { parseQuery } from "../registry/query";
 import type { ActorInstance } from "../actor/instance";
@@ -24,7 +23,7 @@ export function createServerClient(core: RegistryCore) {
         });
         let response: Response;
         try {
-          response = await instance.fetch(request, undefined);
+          response = await (core.telemetry.observer?.fetch(instance, request, undefined) ?? instance.fetch(request, undefined));
         } catch (err) {
           instance.release();
           throw err;
@@ -37,7 +36,7 @@ export function createServerClient(core: RegistryCore) {
         }
         return await settleBody(response, instance);
       } catch (err) {
-        return errorResponse(err);
+        return errorResponse(err, core.log);
       }
     },
     async resolve(query) {
@@ -49,7 +48,7 @@ export function createServerClient(core: RegistryCore) {
       } catch (err) {
         // As over HTTP: only library errors are shown; anything else (a store failure) is logged.
         if (err instanceof ActorError) throw err;
-        log.error("resolving an actor failed:", err);
+        core.log.error({ err }, "resolving an actor failed");
         throw errors.internal();
       }
     },
@@ -57,14 +56,16 @@ export function createServerClient(core: RegistryCore) {
       const request = new Request(ORIGIN + path, {
         headers: protocols.length > 0 ? { "sec-websocket-protocol": protocols.join(", ") } : {},
       });
-      const { client, server, serverDriver } = socketPair("ws://actor" + path, protocols[0] ?? "");
+      // The actor's logger once it runs; the caller's own listeners report to the registry's.
+      const logger = { current: core.log };
+      const { client, server, serverDriver } = socketPair("ws://actor" + path, protocols[0] ?? "", { client: core.log, server: logger });
       let target: WebSocketTarget | ActorError;
       try {
         target = { query: parseQuery(query), params, path, authBy: "skip" };
       } catch (err) {
         target = err instanceof ActorError ? err : errors.internal();
       }
-      void runActorSocket(core, server, serverDriver, request, target);
+      void runActorSocket(core, server, serverDriver, request, target, logger);
       return client as unknown as WebSocket;
     },
   };

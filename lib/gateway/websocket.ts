@@ -1,7 +1,6 @@
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError, errors } from "../errors";
 import { splitHeaders } from "../http/serve";
-import { log } from "../log";
 import type { RegistryCore } from "../registry/core";
 import type { ExpressWsRequest } from "../websocket/express-ws";
 import { filterProtocolHeader, offeredProtocols, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "../websocket/serve";
@@ -51,7 +50,7 @@ async function targetOf(core: RegistryCore, route: GatewayRoute, offered: string
     return { query, params, path, authBy: "gateway" };
   } catch (err) {
     if (err instanceof ActorError) return err;
-    log.error("resolving a gateway WebSocket failed:", err);
+    core.log.error({ err }, "resolving a gateway WebSocket failed");
     return errors.internal();
   }
 }

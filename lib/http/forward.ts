@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BODY_SIZE } from "./middleware";
 import { sendError } from "./response";
 import { serveFetch } from "./serve";
 import { stripOrigin } from "./target";
+import { useLogger } from "./res-logger";
 
 type Req = IncomingMessage & { url: string };
 
@@ -53,6 +54,7 @@ export function forwardToActor<R extends Req = any, Use extends Record<string, A
       next();
       return;
     }
+    useLogger(res, core.log);
     let target;
     try {
       target = forwardTarget(options, req, stripOrigin(req.url), "forwardToActor", limits);

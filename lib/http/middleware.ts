@@ -9,6 +9,7 @@ import { routeWebSocket } from "../websocket/route";
 import { createCors, originMatcher, type CorsOptions } from "./cors";
 import { watchServers } from "../websocket/upgrade";
 import { stripOrigin } from "./target";
+import { useLogger } from "./res-logger";
 import { createGateway } from "../gateway/router";
 import { limitsOf, type LimitOptions, type Limits } from "../limits";
 
@@ -48,6 +49,7 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
   watchServers();
 
   return function expressActors(req: IncomingMessage, res: ServerResponse, next: Next) {
+    useLogger(res, core.log);
     const url = stripOrigin(req.url ?? "/");
     const search = url.indexOf("?");
     const pathname = search === -1 ? url : url.slice(0, search);

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
-import { log } from "../log";
+import { loggerOf } from "./res-logger";
 import { actorPath, HEADER_CONN_PARAMS, HEADER_ENCODING, HEADER_QUERY, HEADER_QUERY_ALIAS, INTERNAL_HEADER_PREFIX } from "../protocol";
 
 /** The X-RivetKit-* headers of a request (SPEC §2); the first of each wins. */
@@ -186,7 +186,7 @@ export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: 
   // An empty body stays empty even when a parser read it: express.json() leaves `{}` for it.
   if (!BODYLESS.has(method) && hasBody(req)) {
     if (bodyWasConsumed(req)) {
-      rebuilt = rebuildBody(req, maxBodySize);
+      rebuilt = rebuildBody(req, res, maxBodySize);
       body = rebuilt as BodyInit;
     } else {
       source = new BodySource(req, maxBodySize);
@@ -245,7 +245,7 @@ function bodyWasConsumed(req: ExpressLikeRequest): boolean {
  * an app kept (`req.rawBody`, e.g. from body-parser's `verify`) win; a parsed object is serialized
  * again, which can change numbers, whitespace and key order (docs: re-serialized bodies).
  */
-function rebuildBody(req: ExpressLikeRequest, limit: number): Uint8Array {
+function rebuildBody(req: ExpressLikeRequest, res: ServerResponse, limit: number): Uint8Array {
   const source = req.rawBody ?? req.body;
   let bytes: Uint8Array;
   if (source instanceof Uint8Array) bytes = source;
@@ -254,7 +254,7 @@ function rebuildBody(req: ExpressLikeRequest, limit: number): Uint8Array {
     const type = req.headers["content-type"] ?? "";
     bytes = Buffer.from(type.includes("application/x-www-form-urlencoded") ? formEncode(source) : jsonBody(source));
   } else {
-    log.warn("a middleware read the request body and left no req.body; the actor gets an empty body");
+    loggerOf(res).warn("a middleware read the request body and left no req.body; the actor gets an empty body");
     bytes = new Uint8Array(0);
   }
   if (bytes.byteLength > limit) throw errors.payloadTooLarge(limit);

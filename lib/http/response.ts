@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isUint8Array } from "node:util/types";
 import { ActorError } from "../errors";
-import { log } from "../log";
+import { loggerOf } from "./res-logger";
 import { errorPayload } from "./error-shape";
 
 type Res = ServerResponse & { flush?: () => void };
@@ -17,7 +17,7 @@ const EVENT_STREAM = /^\s*text\/event-stream\s*(?:;|$)/i;
 
 /** Writes a library error as a JSON body (SPEC §5, or the route's shape); anything unexpected is logged, never shown. */
 export function sendError(res: Res, err: unknown) {
-  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
+  if (!(err instanceof ActorError)) loggerOf(res).error({ err }, "unexpected error");
   if (res.headersSent) {
     res.destroy();
     return;
@@ -97,7 +97,7 @@ export async function sendResponse(
   } catch (err) {
     // Nothing is sent yet: ours (413 for an echoed request body, a UserError) go to the caller to answer.
     if (err instanceof ActorError) throw err;
-    log.error("the response body failed before anything was sent:", err);
+    loggerOf(res).error({ err }, "the response body failed before anything was sent");
     sendError(res, new ActorError(500, "internal_error", "Internal error"));
     return;
   }
@@ -156,7 +156,7 @@ async function pump(
   };
   const cut = () => {
     if (gone) return;
-    log.warn("a streamed response was still running at the shutdown deadline; closing its connection");
+    loggerOf(res).warn("a streamed response was still running at the shutdown deadline; closing its connection");
     quit("The registry is shutting down");
     res.destroy();
   };
@@ -184,8 +184,10 @@ async function pump(
   } catch (err) {
     if (!gone) {
       // An ActorError here is the client's doing (an echoed body over maxBodySize), not a server fault.
-      const report = err instanceof ActorError ? log.warn : log.error;
-      report("the response body stream failed mid-way; closing the connection:", err);
+      const logger = loggerOf(res);
+      const message = "the response body stream failed mid-way; closing the connection";
+      if (err instanceof ActorError) logger.warn({ err }, message);
+      else logger.error({ err }, message);
       res.destroy();
     }
   } finally {

@@ -76,7 +76,7 @@ export async function serveFetch(
       authBy: target.authBy,
     });
     try {
-      const response = await instance.fetch(built.request, auth);
+      const response = await (core.telemetry.observer?.fetch(instance, built.request, auth) ?? instance.fetch(built.request, auth));
       if (tooLarge()) {
         response.body?.cancel().catch(() => {});
         return;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errors } from "../errors";
-import { log } from "../log";
+import { loggerOf } from "./res-logger";
 import { errorPayload } from "./error-shape";
 
 type Res = ServerResponse & { flush?: () => void };
@@ -74,7 +74,7 @@ function discardBody(req: IncomingMessage, res: Res, cap: number): Promise<boole
       resolve(complete);
     };
     const cut = (why: string) => () => {
-      log.debug(`closing the connection of a refused upload: ${why}`);
+      loggerOf(res).debug(`closing the connection of a refused upload: ${why}`);
       finish(false);
     };
     const overall = setTimeout(cut(`still sending after ${DRAIN_TIME_MS} ms`), DRAIN_TIME_MS).unref();

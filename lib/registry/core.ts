@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { ActorDefinition, AuthArgs, AuthSource } from "../actor/definition";
 import { ActorInstance, type InstanceHost } from "../actor/instance";
 import { ActorError, errors } from "../errors";
-import { log } from "../log";
+import type { Logger } from "../log";
+import { NO_TELEMETRY, type Telemetry } from "../observe/telemetry";
 import { keyId, type ActorMeta, type StateStore } from "../stores/types";
 import { intentsOf, type ParsedQuery } from "./query";
 
@@ -39,12 +40,18 @@ export class RegistryCore implements InstanceHost {
   /** Run at the shutdown deadline: streamed responses still going are cut. */
   private readonly cutters = new Set<() => void>();
   private pastDeadline = false;
+  /** Set by setup(): the logger, metrics and tracer the options asked for. */
+  telemetry: Telemetry = NO_TELEMETRY;
 
   constructor(
     readonly definitions: Record<string, ActorDefinition>,
     readonly store: StateStore,
     private readonly makeClient: () => unknown,
   ) {}
+
+  get log(): Logger {
+    return this.telemetry.log;
+  }
 
   get shuttingDown() {
     return this.shutdownPromise !== undefined;
@@ -144,7 +151,7 @@ export class RegistryCore implements InstanceHost {
     }
     const failed = (err: unknown) => {
       if (err instanceof ActorError) return err;
-      log.error(`${what} threw:`, err);
+      this.log.error({ err, actor: query.name }, `${what} threw`);
       return errors.internal();
     };
     let result: unknown;
@@ -218,9 +225,10 @@ export class RegistryCore implements InstanceHost {
       const instance = await ActorInstance.start(this, definition.config, meta);
       this.instances.set(meta.actorId, instance);
       this.keyIndex.set(keyId(meta.name, meta.key), meta.actorId);
+      this.telemetry.observer?.activated(meta);
       return instance;
     } catch (err) {
-      log.error(`activating "${meta.name}" ${meta.actorId} failed:`, err);
+      this.log.error({ err, actor: meta.name, actorId: meta.actorId }, "activating the actor failed");
       throw err instanceof ActorError ? err : errors.internal();
     } finally {
       this.activating.delete(meta.actorId);
@@ -229,7 +237,10 @@ export class RegistryCore implements InstanceHost {
 
   evicted(instance: ActorInstance) {
     const { actorId, name, key } = instance.meta;
-    if (this.instances.get(actorId) === instance) this.instances.delete(actorId);
+    if (this.instances.get(actorId) === instance) {
+      this.instances.delete(actorId);
+      this.telemetry.observer?.stopped(instance.meta, this.shuttingDown);
+    }
     const id = keyId(name, key);
     if (this.keyIndex.get(id) === actorId) this.keyIndex.delete(id);
   }
@@ -256,7 +267,7 @@ export class RegistryCore implements InstanceHost {
     try {
       await this.store.close?.();
     } catch (err) {
-      log.error("closing the store failed:", err);
+      this.log.error({ err }, "closing the store failed");
     }
   }
 }

@@ -4,8 +4,11 @@ import type { Client } from "../client/core";
 import { memoryStore } from "../stores/memory";
 import type { StateStore } from "../stores/types";
 import { RegistryCore } from "./core";
+import { createTelemetry, type TelemetryOptions } from "../observe/telemetry";
+import { observeStore } from "../stores/observed";
+import { observedStore } from "../observe/store";
 
-export interface SetupOptions<Use extends Record<string, ActorDefinition>> {
+export interface SetupOptions<Use extends Record<string, ActorDefinition>> extends TelemetryOptions {
   use: Use;
   store?: StateStore;
 }
@@ -25,9 +28,13 @@ export class Registry<Use extends Record<string, ActorDefinition> = Record<strin
         throw new TypeError(`setup(): "${name}" is not an actor() definition`);
       }
     }
-    const core: RegistryCore = new RegistryCore({ ...options.use }, options.store ?? memoryStore(), () =>
-      createServerClient(core),
-    );
+    const telemetry = createTelemetry(options, Object.keys(options.use));
+    const { observer } = telemetry;
+    const given = options.store ?? memoryStore();
+    observeStore(given, { log: telemetry.log, connectionFailed: observer && (() => observer.storeFailed("connection", undefined)) });
+    const store = observer ? observedStore(given, observer) : given;
+    const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core));
+    core.telemetry = telemetry;
     cores.set(this, core);
   }
 

@@ -2,7 +2,7 @@ import { batcher } from "./batch";
 import { loadDriver } from "./driver";
 import { epochOf, fencedError } from "./fencing";
 import { keyId, type ActorMeta, type StateStore } from "./types";
-import { log } from "../log";
+import { observedBy, storeObserver, type StoreObserver } from "./observed";
 
 /** The part of a `pg` Pool this store uses; a `new Pool(...)` from pg ^8 fits it. */
 export interface PgPool {
@@ -44,7 +44,8 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
     throw new TypeError("postgresStore: `connectionString` must be a string");
   }
   const table = quoteTable(options.table ?? "express_actors");
-  const pool: PgPool = given ?? ownPool(connectionString!);
+  const observer = storeObserver();
+  const pool: PgPool = given ?? ownPool(connectionString!, observer);
   const sql = statements(table);
 
   let ready: Promise<void> | undefined;
@@ -79,7 +80,7 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
     return fencedError(actorId, epoch, rows[0]?.epoch == null ? undefined : Number(rows[0].epoch));
   };
 
-  return {
+  return observedBy<StateStore>({
     async createIfAbsent(meta) {
       checkOpen();
       const id = keyId(meta.name, meta.key);
@@ -122,14 +123,17 @@ export function postgresStore(options: PostgresStoreOptions): StateStore {
       // Saves already made still commit; only then does the pool (if it is the store's own) end.
       return (closed ??= saves.idle().then(() => (given ? undefined : pool.end())));
     },
-  };
+  }, observer);
 }
 
-function ownPool(connectionString: string): PgPool {
+function ownPool(connectionString: string, observer: { current: StoreObserver }): PgPool {
   const pg = loadDriver<typeof import("pg")>("pg", "postgresStore");
   const pool = new pg.Pool({ connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   // An idle connection that the server closes is an 'error' on the pool: without a listener, a crash.
-  pool.on("error", (err) => log.warn("postgresStore: an idle connection failed and was dropped:", err.message));
+  pool.on("error", (err) => {
+    observer.current.log.warn({ err }, "postgresStore: an idle connection failed and was dropped");
+    observer.current.connectionFailed?.();
+  });
   return pool;
 }
 

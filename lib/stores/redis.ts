@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import { loadDriver } from "./driver";
 import { epochOf, fencedError } from "./fencing";
 import { keyId, type ActorMeta, type StateStore } from "./types";
-import { log } from "../log";
+import { observedBy, storeObserver, type StoreObserver } from "./observed";
 
 export interface RedisStoreOptions {
   /** A `redis://` URL; the store makes its own client and quits it in `close()`. */
@@ -59,7 +59,7 @@ export function redisStore(options: RedisStoreOptions): StateStore {
   if ((url === undefined) === (given === undefined)) throw new TypeError("redisStore: pass either `url` or `client`");
   if (url !== undefined && typeof url !== "string") throw new TypeError("redisStore: `url` must be a string");
   if (typeof prefix !== "string") throw new TypeError("redisStore: `prefix` must be a string");
-  const connection: { lastError?: Error } = {};
+  const connection: { lastError?: Error; observer: { current: StoreObserver } } = { observer: storeObserver() };
   const client = given ?? ownClient(url!, connection);
   let closed: Promise<void> | undefined;
 
@@ -105,7 +105,7 @@ export function redisStore(options: RedisStoreOptions): StateStore {
 
   const parse = (text: string | null): ActorMeta | undefined => (text === null ? undefined : JSON.parse(text));
 
-  return {
+  return observedBy<StateStore>({
     async createIfAbsent(meta) {
       const id = keyId(meta.name, meta.key);
       const text = JSON.stringify(meta);
@@ -146,10 +146,10 @@ export function redisStore(options: RedisStoreOptions): StateStore {
       if (!closed) client.off("close", connectionClosed);
       return (closed ??= given ? Promise.resolve() : quit(client));
     },
-  };
+  }, connection.observer);
 }
 
-function ownClient(url: string, connection: { lastError?: Error }): Redis {
+function ownClient(url: string, connection: { lastError?: Error; observer: { current: StoreObserver } }): Redis {
   const { Redis: Driver } = loadDriver<typeof import("ioredis")>("ioredis", "redisStore");
   const client = new Driver(url, {
     // A command whose connection drops is not sent again later (the store has failed it already):
@@ -160,7 +160,9 @@ function ownClient(url: string, connection: { lastError?: Error }): Redis {
   });
   client.on("error", (err: Error) => {
     // Logged once per outage: the client retries every few seconds until Redis answers again.
-    if (!connection.lastError) log.warn(`redisStore: the connection to Redis failed (reconnecting): ${err.message}`);
+    const { observer } = connection;
+    if (!connection.lastError) observer.current.log.warn({ err }, "redisStore: the connection to Redis failed (reconnecting)");
+    observer.current.connectionFailed?.();
     connection.lastError = err;
   });
   client.on("ready", () => (connection.lastError = undefined));

@@ -1,7 +1,6 @@
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError, errors } from "../errors";
 import { splitHeaders } from "../http/serve";
-import { log } from "../log";
 import { DEFAULT_MAX_WEBSOCKET_MESSAGE_SIZE } from "../http/middleware";
 import { originMatcher, type CorsOptions } from "../http/cors";
 import { coreOf, type Registry } from "../registry/setup";
@@ -50,7 +49,7 @@ export function forwardWebSocketToActor<R extends ExpressWsRequest = any>(
     try {
       target = forwardTarget(options, req, upgradePath(req), "forwardWebSocketToActor", websocket.limits);
     } catch (err) {
-      if (!(err instanceof ActorError)) log.error("forwardWebSocketToActor(): building the target failed:", err);
+      if (!(err instanceof ActorError)) core.log.error({ err }, "forwardWebSocketToActor(): building the target failed");
       target = err instanceof ActorError ? err : errors.internal();
     }
     void serveWebSocket(core, socket as WsSocket, req, headers, target, websocket);

@@ -1,3 +1,4 @@
+import type { Logger } from "../log";
 import { driverOf, W3CWebSocket, type SocketDriver, type SocketTransport } from "./socket";
 
 type Delivery = () => void;
@@ -7,7 +8,8 @@ type Delivery = () => void;
  * over asynchronously and in order, like a network would: the client opens on a later turn, sends
  * arrive on later turns, and a close reaches both ends.
  */
-export function socketPair(url: string, protocol: string) {
+export function socketPair(url: string, protocol: string, logs: { client: Logger; server: { current: Logger } }) {
+  const failed = (logger: Logger) => (err: unknown) => logger.error({ err }, "a WebSocket listener threw");
   const queue: Delivery[] = [];
   let scheduled = false;
   const deliver = (task: Delivery) => {
@@ -40,12 +42,13 @@ export function socketPair(url: string, protocol: string) {
     },
   });
 
-  const client = new W3CWebSocket({ url, binaryType: "blob", transport: transportTo(() => ends.server!) });
+  const client = new W3CWebSocket({ url, binaryType: "blob", transport: transportTo(() => ends.server!), onListenerError: failed(logs.client) });
   const server = new W3CWebSocket({
     url,
     binaryType: "arraybuffer",
     open: { protocol, extensions: "" },
     transport: transportTo(() => ends.client!),
+    onListenerError: (err) => failed(logs.server.current)(err),
   });
   ends.client = driverOf(client);
   ends.server = driverOf(server);

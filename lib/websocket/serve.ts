@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError, publicError } from "../errors";
-import { log, type Logger } from "../log";
+import type { Logger } from "../log";
 import type { SocketDriver, W3CWebSocket } from "./socket";
 import type { AuthBy, RegistryCore } from "../registry/core";
 import type { ParsedQuery } from "../registry/query";
@@ -100,20 +100,20 @@ export async function serveWebSocket(
   try {
     url = actorUrl(originOf(req), target instanceof ActorError ? "/" : target.path);
   } catch (err) {
-    refuse(ws, err);
+    refuse(ws, err, core.log);
     return;
   }
   if (target instanceof ActorError) {
-    refuse(ws, target);
+    refuse(ws, target, core.log);
     return;
   }
   const limits = options.limits ?? DEFAULT_LIMITS;
-  const logger: { current: Logger } = { current: log };
+  const logger: { current: Logger } = { current: core.log };
   const { socket, driver } = adaptWs(ws, req, {
     url: url.replace(/^http/, "ws"),
     maxMessageSize: options.maxMessageSize,
     maxPending: { messages: limits.maxPendingWebSocketMessages, bytes: limits.maxPendingWebSocketBytes },
-    onListenerError: (err) => logger.current.error("a WebSocket listener threw:", err),
+    onListenerError: (err) => logger.current.error({ err }, "a WebSocket listener threw"),
   });
   await runActorSocket(core, socket, driver, new Request(url, { headers }), target, logger, limits.maxSocketsPerActor);
 }
@@ -128,7 +128,7 @@ export async function runActorSocket(
   driver: SocketDriver,
   request: Request,
   target: WebSocketTarget | ActorError,
-  logger: { current: Logger } = { current: log },
+  logger: { current: Logger } = { current: core.log },
   maxSockets = Infinity,
 ): Promise<void> {
   if (target instanceof ActorError) {
@@ -164,15 +164,17 @@ export async function runActorSocket(
   }
   openSockets.set(instance, sockets + 1);
   logger.current = instance.log;
+  const watch = core.telemetry.observer?.socket(instance, request);
   const shutdown = () => driver.fail(1001, "shutting_down");
   core.closers.add(shutdown);
   let released = false;
   // The first close listener; its work waits a microtask, so what the other close listeners change
   // is in this save. A synthetic close event (readyState still OPEN) releases nothing.
-  const finish = () => {
+  const finish = (event: Event) => {
     if (released || socket.readyState !== socket.CLOSED) return;
     released = true;
     openSockets.set(instance, openSockets.get(instance)! - 1);
+    watch?.closed((event as CloseEvent).code);
     core.closers.delete(shutdown);
     queueMicrotask(() => {
       instance.save().catch(noop);
@@ -182,9 +184,11 @@ export async function runActorSocket(
   socket.addEventListener("close", finish);
 
   try {
-    await instance.config.onWebSocket!(instance.ctx, socket as unknown as WebSocket, { request, auth });
+    const { config, ctx } = instance;
+    const ws = socket as unknown as WebSocket;
+    await (watch ? watch.run(() => config.onWebSocket!(ctx, ws, { request, auth })) : config.onWebSocket!(ctx, ws, { request, auth }));
   } catch (err) {
-    if (!(err instanceof ActorError)) instance.log.error("onWebSocket threw:", err);
+    if (!(err instanceof ActorError)) instance.log.error({ err }, "onWebSocket threw");
     const { code, reason } = closeFor(err);
     driver.fail(code, reason);
     driver.start();
@@ -198,8 +202,8 @@ export async function runActorSocket(
   driver.start();
 }
 
-function refuse(ws: WsSocket, err: unknown) {
-  if (!(err instanceof ActorError)) log.error("unexpected error:", err);
+function refuse(ws: WsSocket, err: unknown, logger: Logger) {
+  if (!(err instanceof ActorError)) logger.error({ err }, "unexpected error");
   ws.on("error", noop);
   const { code, reason } = closeFor(err);
   ws.close(code, reason);

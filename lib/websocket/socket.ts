@@ -238,7 +238,7 @@ export class W3CWebSocket extends EventTarget {
         try {
           if (this.#readyState !== CLOSED) await next();
         } catch (err) {
-          log.error("a Blob could not be read for send():", err);
+          log.error({ err }, "a Blob could not be read for send()");
         }
         this.#sendQueue.shift();
       }
@@ -343,7 +343,7 @@ export class W3CWebSocket extends EventTarget {
 
   #listenerFailed = (err: unknown) => {
     if (this.#onListenerError) this.#onListenerError(err);
-    else log.error("a WebSocket listener threw:", err);
+    else log.error({ err }, "a WebSocket listener threw");
     this.#fail(1011, "internal_error");
   };
 
