@@ -93,7 +93,7 @@ export async function serveWebSocket(
 ): Promise<void> {
   const forbidden = checkOrigin(req, options.isOriginAllowed);
   if (forbidden) {
-    refuse(ws, forbidden);
+    refuse(ws, forbidden, core.log);
     return;
   }
   let url: string;
