@@ -122,7 +122,7 @@ describe.each(expressVersions)("WebSocket limits on $label", ({ express }) => {
       for (let i = 0; i < 2; i++) await expectClose(connectActor(app, getOrCreate("room", ["full"])), 1013, "too_many_sockets");
       // Said once per activation in the log, not once per refusal.
       expect(warnings.mock.calls.map((call) => call.join(" "))).toEqual([
-        expect.stringMatching(/^\[express-actors room\/[0-9a-f-]+\] refusing WebSockets over maxSocketsPerActor \(2\) with 1013 too_many_sockets$/),
+        expect.stringMatching(/^\[express-actors actor=room actorId=[0-9a-f-]+\] refusing WebSockets over maxSocketsPerActor \(2\) with 1013 too_many_sockets$/),
       ]);
       await expectOpen(connectActor(app, getOrCreate("room", ["other"])));
 
