@@ -18,3 +18,4 @@ export type { StateStore, ActorMeta, EpochOptions } from "./stores/types";
 export { UserError, Unauthorized, Forbidden } from "./errors";
 export type { UserErrorOptions } from "./errors";
 export type { ActorQuery } from "./registry/query";
+export type { Cluster } from "./cluster/types";

@@ -3,11 +3,14 @@ import { createServerClient } from "../client/server";
 import type { Client } from "../client/core";
 import { memoryStore } from "../stores/memory";
 import type { StateStore } from "../stores/types";
+import type { Cluster } from "../cluster/types";
 import { RegistryCore } from "./core";
 
 export interface SetupOptions<Use extends Record<string, ActorDefinition>> {
   use: Use;
   store?: StateStore;
+  /** Several processes serving one set of actors (SPEC §9): `redisCluster()` from `express-actors/cluster/redis`. */
+  cluster?: Cluster;
 }
 
 const cores = new WeakMap<object, RegistryCore>();
@@ -25,8 +28,14 @@ export class Registry<Use extends Record<string, ActorDefinition> = Record<strin
         throw new TypeError(`setup(): "${name}" is not an actor() definition`);
       }
     }
-    const core: RegistryCore = new RegistryCore({ ...options.use }, options.store ?? memoryStore(), () =>
-      createServerClient(core),
+    if (options.cluster !== undefined && typeof options.cluster?.claim !== "function") {
+      throw new TypeError("setup(): `cluster` must come from redisCluster() (express-actors/cluster/redis)");
+    }
+    const core: RegistryCore = new RegistryCore(
+      { ...options.use },
+      options.store ?? memoryStore(),
+      () => createServerClient(core),
+      options.cluster,
     );
     cores.set(this, core);
   }
