@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import WebSocket from "ws";
 import { signForward } from "../lib/cluster/signing";
 import { ClusterNode, SECRET, startNodes } from "./helpers/cluster-harness";
 import { REDIS_URL, deletePrefix, describeWithService, tempDatabase, uniqueName } from "./helpers/services";
@@ -119,6 +120,31 @@ describeWithService("postgres", "a cluster of three processes", () => {
       let state;
       for (let i = 0; i < 100 && (state = await owner.json(key, "/")).cancelled < 1; i++) await new Promise((r) => setTimeout(r, 50));
       expect(state.cancelled).toBe(1);
+    });
+
+    test("c.client() on one node reaches an actor owned by another", async () => {
+      const key = "relayed";
+      const { owner, others } = await roles(key);
+      const relayQuery = JSON.stringify({ getOrCreateForKey: { name: "relay", key: [key] } });
+      const res = await fetch(`${others[0].url}/actors/raw/http/`, { headers: { "x-rivetkit-actor-query": relayQuery } });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ relayedBy: others[0].name, status: 200, body: { count: 1, node: owner.name } });
+      expect((await owner.json(key, "/")).activations).toEqual([owner.name]);
+    });
+
+    test("a WebSocket reaches the owner directly; elsewhere it is closed with 1012 service_restart (issue 11)", async () => {
+      const key = "sockets";
+      const { owner, others } = await roles(key);
+      const open = (node: ClusterNode) =>
+        new WebSocket(`ws://127.0.0.1:${node.port}/registry/actors/raw/websocket/`, {
+          headers: { "x-rivetkit-actor-query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: [key] } }) },
+        });
+      const direct = open(owner);
+      expect(String(await new Promise((resolve) => direct.once("message", resolve)))).toBe(`hello from ${owner.name}`);
+      direct.close();
+      const refused = open(others[0]);
+      const [code, reason] = await new Promise<[number, string]>((resolve) => refused.once("close", (c, r) => resolve([c, String(r)])));
+      expect([code, reason]).toEqual([1012, "service_restart"]);
     });
 
     describe("the forwarded-request route", () => {
