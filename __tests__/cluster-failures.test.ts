@@ -72,6 +72,9 @@ describeWithService("postgres", "cluster failures", () => {
       const { a, b } = await cluster(key);
       for (let i = 1; i <= 3; i++) expect((await b.json(key, "/inc", { method: "POST" })).count).toBe(i);
       const before = await stored(key);
+      // A stream the owner is serving when it freezes.
+      const stream = (await a.fetch(key, "/sse")).body!.getReader();
+      await stream.read();
 
       // A request in the middle of its handler on the owner when it freezes; it writes after it wakes.
       const late = a.fetch(key, "/slow-inc?ms=500", { method: "POST" });
@@ -83,6 +86,8 @@ describeWithService("postgres", "cluster failures", () => {
       expect(await b.json(key, "/inc", { method: "POST" })).toMatchObject({ count: 5, node: b.name });
       a.signal("SIGCONT");
 
+      // The stream ends: the old owner stops serving the actor, streams included.
+      expect(await stream.read().then((r) => r.done, () => true)).toBe(true);
       const answer = await late;
       expect(answer.status).toBe(503);
       expect(await answer.json()).toMatchObject({ code: "lease_lost" });
@@ -139,6 +144,32 @@ describeWithService("postgres", "cluster failures", () => {
         expect((await b.json(key, "/inc", { method: "POST" })).count).toBe(2);
         expect((await a.json(key, "/inc", { method: "POST" })).count).toBe(3);
       } finally {
+        await redis.kill();
+      }
+    });
+
+    test("Redis paused: calls time out into 503 cluster_unavailable, and service resumes when it answers again", async () => {
+      const redis = await OwnRedis.start();
+      try {
+        const key = "paused";
+        const { a, b } = await cluster(key, { REDIS_URL: redis.url });
+        expect((await b.json(key, "/inc", { method: "POST" })).count).toBe(1);
+        redis.signal("SIGSTOP");
+        for (const node of [a, b]) {
+          const body = await eventually(async () => {
+            const res = await node.fetch(key, "/");
+            return res.status === 503 ? res.json() : undefined;
+          }, LEASE_MS + 5000, "a 503");
+          expect(body).toMatchObject({ code: "cluster_unavailable" });
+          expect((await fetch(`${node.url}/health`)).status).toBe(503);
+        }
+        redis.signal("SIGCONT");
+        for (const node of [a, b]) {
+          await eventually(async () => ((await fetch(`${node.url}/health`)).status === 200 ? true : undefined), 15_000, "health 200");
+        }
+        expect((await b.json(key, "/inc", { method: "POST" })).count).toBe(2);
+      } finally {
+        redis.signal("SIGCONT");
         await redis.kill();
       }
     });

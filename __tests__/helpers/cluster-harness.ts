@@ -61,7 +61,9 @@ export class ClusterNode {
   }
 
   async json(key: string, actorPath: string, init: RequestInit = {}): Promise<any> {
-    const res = await this.fetch(key, actorPath, init);
+    const res = await this.fetch(key, actorPath, init).catch((err) => {
+      throw new Error(`${this.name} ${actorPath}: ${err.message}; its log:\n${this.stderr}`);
+    });
     const body = await res.text();
     if (res.status !== 200) throw new Error(`${this.name} ${actorPath}: ${res.status} ${body}`);
     return JSON.parse(body);
