@@ -63,7 +63,7 @@ describeWithService("postgres", "a cluster of three processes", () => {
       expect(seen.url).toBe(`http://127.0.0.1:${edge.port}/request?x=1&y=%20z`);
       expect(seen.method).toBe("POST");
       expect(seen.body).toBe("hello");
-      expect(seen.auth).toEqual({ user: "ada", checkedBy: edge.name });
+      expect(seen.auth).toEqual({ user: "ada", checkedBy: edge.name, source: "router" });
       expect(seen.headers).toEqual([
         ["host", `127.0.0.1:${edge.port}`],
         ["x-custom", "kept"],
@@ -147,6 +147,84 @@ describeWithService("postgres", "a cluster of three processes", () => {
       expect([code, reason]).toEqual([1012, "service_restart"]);
     });
 
+    describe("the RivetKit gateway (SPEC §10) on a node that does not own the actor", () => {
+      /** The actor id as RivetKit's client learns it: PUT {mount}/actors, here on `node`. */
+      const idOf = async (node: ClusterNode, key: string) => {
+        const res = await fetch(`${node.url}/actors`, {
+          method: "PUT",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ name: "counter", key }),
+        });
+        const body = await res.json();
+        expect(body).toMatchObject({ created: false, actor: { name: "counter", key } });
+        return body.actor.actor_id as string;
+      };
+
+      test("by id: forwarded to the owner, seen as sent to the edge without x-rivet-* headers; onAuth ran once, at the edge", async () => {
+        const key = "gateway-id";
+        const { owner, others } = await roles(key);
+        const edge = others[0];
+        const res = await fetch(`${edge.url}/gateway/${await idOf(edge, key)}/request/request?x=1&y=%20z`, {
+          method: "POST",
+          headers: {
+            "x-user": "ada",
+            "x-custom": "kept",
+            "x-rivet-conn-params": JSON.stringify({ token: "abc" }),
+            "x-rivet-token": "t",
+            "x-rivetkit-cluster-forward": "forged",
+            "content-type": "text/plain",
+          },
+          body: "hello",
+        });
+        expect(res.status).toBe(200);
+        const seen = await res.json();
+        expect(seen.node).toBe(owner.name);
+        expect(seen.url).toBe(`http://127.0.0.1:${edge.port}/request?x=1&y=%20z`);
+        expect(seen.method).toBe("POST");
+        expect(seen.body).toBe("hello");
+        expect(seen.auth).toEqual({ user: "ada", checkedBy: edge.name, source: "gateway", params: { token: "abc" } });
+        expect(seen.headers).toEqual([
+          ["host", `127.0.0.1:${edge.port}`],
+          ["x-custom", "kept"],
+          ["x-user", "ada"],
+        ]);
+      });
+
+      test("the query gateway of 2.3.x clients: forwarded to the owner, rvt-* parameters stripped, counts exactly", async () => {
+        const key = "gateway-query";
+        const { owner, others } = await roles(key);
+        for (const [i, edge] of [...others, owner, ...others].entries()) {
+          const res = await fetch(`${edge.url}/gateway/counter/request/inc?keep=1&rvt-method=getOrCreate&rvt-key=${key}`, { method: "POST" });
+          expect(res.status).toBe(200);
+          expect(await res.json()).toMatchObject({ count: i + 1, node: owner.name, activations: [owner.name] });
+        }
+        const seen = await (await fetch(`${others[1].url}/gateway/counter/request/request?rvt-method=get&rvt-key=${key}&keep=1`)).json();
+        expect(seen).toMatchObject({ node: owner.name, url: `http://127.0.0.1:${others[1].port}/request?keep=1` });
+      });
+
+      test("an error on the owner comes back through the hop in the gateway's shape", async () => {
+        const key = "gateway-error";
+        const { owner, others } = await roles(key);
+        const res = await fetch(`${others[0].url}/gateway/${await idOf(others[0], key)}/request/user-error`);
+        expect(res.status).toBe(400);
+        expect(await res.json()).toEqual({ group: "user", code: "refused", message: `refused on ${owner.name}`, metadata: { node: owner.name } });
+      });
+
+      test("a gateway WebSocket reaches the owner directly; elsewhere it is closed with 1012 service_restart (issue 11)", async () => {
+        const key = "gateway-sockets";
+        const { owner, others } = await roles(key);
+        const id = await idOf(others[0], key);
+        const open = (node: ClusterNode) => new WebSocket(`ws://127.0.0.1:${node.port}/registry/gateway/${id}/websocket/`, ["rivet", "rivet_encoding.json"]);
+        const direct = open(owner);
+        expect(String(await new Promise((resolve) => direct.once("message", resolve)))).toBe(`hello from ${owner.name}`);
+        expect(direct.protocol).toBe("rivet");
+        direct.close();
+        const refused = open(others[0]);
+        const [code, reason] = await new Promise<[number, string]>((resolve) => refused.once("close", (c, r) => resolve([c, String(r)])));
+        expect([code, reason]).toEqual([1012, "service_restart"]);
+      });
+    });
+
     describe("the forwarded-request route", () => {
       const route = (node: ClusterNode) => `${node.url}/actors/cluster/http`;
       const claims = (actorId: string) => ({
@@ -178,6 +256,7 @@ describeWithService("postgres", "a cluster of three processes", () => {
           signForward("another-secret-0123456789", claims(actorId)),
           signForward(SECRET, claims(actorId), Date.now() - 60_000),
           signForward(SECRET, claims(actorId)).replace(/^./, (c) => (c === "e" ? "f" : "e")),
+          signForward(SECRET, { ...claims(actorId), via: "elsewhere" as "gateway" }),
         ]) {
           const res = await send(token);
           expect(res.status).toBe(403);

@@ -1,5 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Forbidden } from "../errors";
+import { gatewayError } from "../gateway/errors";
+import { dropInternalHeadersOf } from "../gateway/http";
+import { useErrorShape } from "../http/error-shape";
 import { sendError } from "../http/response";
 import { serveFetch, type HttpOptions } from "../http/serve";
 import { parseQuery } from "../registry/query";
@@ -26,6 +29,8 @@ export async function serveForwarded(core: RegistryCore, req: IncomingMessage, r
     sendError(res, err);
     return;
   }
+  const gateway = claims.via === "gateway";
+  if (gateway) useErrorShape(res, gatewayError);
   await serveFetch(core, req, res, {
     query,
     params: undefined,
@@ -33,5 +38,6 @@ export async function serveForwarded(core: RegistryCore, req: IncomingMessage, r
     // onAuth ran at the edge: its result comes signed, and counts as the route's trusted auth data.
     authBy: () => claims.auth,
     forwarded: { origin: claims.origin },
+    prepare: gateway ? dropInternalHeadersOf : undefined,
   }, http);
 }

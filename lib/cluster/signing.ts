@@ -36,9 +36,10 @@ export function verifyForward(secret: string, token: string | undefined, now = D
     return undefined;
   }
   if (signed?.v !== VERSION || typeof signed.exp !== "number" || signed.exp < now) return undefined;
-  const { actorId, name, auth, origin, method, path } = signed;
+  const { actorId, name, auth, origin, method, path, via } = signed;
   if (![actorId, name, origin, method, path].every((field) => typeof field === "string")) return undefined;
-  return { actorId, name, auth, origin, method, path };
+  if (via !== undefined && via !== "gateway") return undefined;
+  return { actorId, name, auth, origin, method, path, ...(via && { via }) };
 }
 
 function mac(secret: string, payload: string): string {

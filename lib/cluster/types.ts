@@ -29,6 +29,8 @@ export interface ForwardClaims {
   method: string;
   /** Path and query string as the actor sees them. */
   path: string;
+  /** Set when the edge served RivetKit's gateway (SPEC §10): the owner answers in its protocol. */
+  via?: "gateway";
 }
 
 export interface ClusterHost {

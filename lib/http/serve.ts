@@ -25,6 +25,8 @@ export interface FetchTarget {
   prepare?: (request: Request) => void;
   /** A request another node forwarded (SPEC §9): the origin its client used. */
   forwarded?: { origin: string };
+  /** Served for RivetKit's gateway (SPEC §10); a forwarding hop tells the owner so. */
+  via?: "gateway";
 }
 
 /** The query, encoding and conn params of SPEC §2, validated. */
@@ -101,7 +103,7 @@ export async function serveFetch(
       instance.release();
     }
   } catch (err) {
-    if (err instanceof OwnedElsewhere) forward(core, req, res, built, err, target.path);
+    if (err instanceof OwnedElsewhere) forward(core, req, res, built, err, target);
     else if (!tooLarge()) sendError(res, err);
   } finally {
     built.dispose();
@@ -112,7 +114,7 @@ export async function serveFetch(
  * Hands the request to the node that owns its actor. The body must still be on the socket (or
  * rebuilt from a parser's copy): one that onAuth has read cannot be sent on.
  */
-function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, built: BuiltRequest, to: OwnedElsewhere, path: string) {
+function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, built: BuiltRequest, to: OwnedElsewhere, target: FetchTarget) {
   if (built.bodyTouched) {
     log.error(`onAuth of "${to.meta.name}" read the request body, which a cluster must forward to the owning node untouched`);
     sendError(res, errors.internal());
@@ -124,7 +126,8 @@ function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, 
     auth: to.auth,
     origin: new URL(built.request.url).origin,
     method: built.request.method,
-    path,
+    path: target.path,
+    ...(target.via && { via: target.via }),
   };
   built.handOver();
   core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt);
