@@ -132,7 +132,8 @@ function relay(proxyRes: IncomingMessage, res: Res) {
     if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
   }
   res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage ?? "", headers);
-  res.flushHeaders();
+  // A body of known length goes out with its headers in one write; a stream's headers go at once.
+  if (proxyRes.headers["content-length"] === undefined) res.flushHeaders();
   proxyRes.on("data", (chunk: Buffer) => {
     if (!res.write(chunk)) {
       proxyRes.pause();
