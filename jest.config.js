@@ -7,6 +7,7 @@ const base = {
     "^express-actors/client$": "<rootDir>/lib/client/index.ts",
     "^express-actors/stores/(sqlite|postgres|redis)$": "<rootDir>/lib/stores/$1.ts",
     "^express-actors/testing$": "<rootDir>/lib/testing/index.ts",
+    "^express-actors/cluster/redis$": "<rootDir>/lib/cluster/redis.ts",
   },
 };
 

@@ -89,14 +89,33 @@ interface Measured {
   busy: number;
 }
 
-/**
- * One server process per case, all started up front (only the one under load is busy), then a
- * warmup round of each case and `timing.rounds` measured rounds in rotating order: noise from
- * elsewhere on the machine then falls on every case alike instead of on whichever ran during it.
- */
-async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measured | undefined)[]> {
-  process.stderr.write(`${benchmark}: ${cases.map((c) => c.label).join(", ")}…\n`);
+/** One server process per case, all started up front (only the one under load is busy), measured by `rounds`. */
+function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measured | undefined)[]> {
   const servers = cases.map((c) => new Child("server.ts", [c.store]));
+  return rounds(benchmark, servers, cases.map((c, i) => ({ label: c.label, round: c.round, server: i, cpuOf: [i] })));
+}
+
+interface Plan {
+  label: string;
+  round: (host: string, seconds: number) => Promise<Round>;
+  /** The server the load goes to. */
+  server: number;
+  /** The servers whose CPU time the case costs. */
+  cpuOf: number[];
+}
+
+/**
+ * A warmup round of each case, then `timing.rounds` measured rounds in rotating order: noise from
+ * elsewhere on the machine then falls on every case alike instead of on whichever ran during it.
+ * `prepare` runs once every server is ready; the servers are stopped at the end.
+ */
+async function rounds(
+  benchmark: string,
+  servers: Child[],
+  cases: Plan[],
+  prepare?: (hosts: string[]) => Promise<void>,
+): Promise<(Measured | undefined)[]> {
+  process.stderr.write(`${benchmark}: ${cases.map((c) => c.label).join(", ")}…\n`);
   const rates: number[][] = cases.map(() => []);
   const latencies: number[][] = cases.map(() => []);
   const cpuMicros = cases.map(() => 0);
@@ -104,16 +123,19 @@ async function interleaved(benchmark: string, cases: LoadCase[]): Promise<(Measu
   const errors: (string | undefined)[] = cases.map(() => undefined);
   try {
     const ports = await Promise.all(servers.map(async (server) => (await server.message("ready", 30_000)).port));
+    const hosts = ports.map((port) => `127.0.0.1:${port}`);
+    await prepare?.(hosts);
+    const cpuOf = async (i: number) => (await Promise.all(cases[i].cpuOf.map((s) => servers[s].cpuMicros()))).reduce((a, b) => a + b, 0);
     for (let round = -1; round < timing.rounds; round++) {
       for (let k = 0; k < cases.length; k++) {
         const i = (k + Math.max(round, 0)) % cases.length;
         if (errors[i]) continue;
         try {
-          const cpuBefore = await servers[i].cpuMicros();
+          const cpuBefore = await cpuOf(i);
           const started = process.hrtime.bigint();
-          const r = await cases[i].round(`127.0.0.1:${ports[i]}`, round < 0 ? timing.warmupS : timing.roundS);
+          const r = await cases[i].round(hosts[cases[i].server], round < 0 ? timing.warmupS : timing.roundS);
           if (round < 0) continue;
-          cpuMicros[i] += (await servers[i].cpuMicros()) - cpuBefore;
+          cpuMicros[i] += (await cpuOf(i)) - cpuBefore;
           wallMicros[i] += msSince(started) * 1000;
           rates[i].push(r.rate);
           for (const v of r.latencies) latencies[i].push(v);
@@ -199,6 +221,40 @@ async function persistenceCases() {
   cases.forEach((c, i) => addRate(benchmark, c.label + (c.store === "memory" ? "" : " (saved before the reply)"), results[i], "req/s", results[0]));
   const memory = results[0];
   return new Map(STORE_KINDS.map((store, i) => [store, memory && results[i] ? results[i]!.rate / memory.rate : undefined]));
+}
+
+/**
+ * Two cluster nodes (redisCluster, a shared redisStore): the same actor's requests sent to its owner,
+ * and sent to the other node, which forwards each one to the owner. CPU is the pair's in both cases.
+ */
+async function hopCases() {
+  const benchmark = "Cluster, HTTP, 10 connections";
+  const query = routerHeaders("hello", "hop");
+  const servedBy = async (host: string) => {
+    const res = await fetch(`http://${host}/registry/actors/raw/http/`, { headers: query });
+    if (res.status !== 200) throw new Error(`${host} answered ${res.status}: ${await res.text()}`);
+    return ((await res.json()) as { node: string }).node;
+  };
+  const servers = [new Child("cluster-node.ts", ["owner"]), new Child("cluster-node.ts", ["edge"])];
+  const round = http("/registry/actors/raw/http/", query);
+  const [direct, hop] = await rounds(
+    benchmark,
+    servers,
+    [
+      { label: "(a) onFetch via the router, served by the owner", round, server: 0, cpuOf: [0, 1] },
+      { label: "(b) the same through a forwarding hop: edge → owner", round, server: 1, cpuOf: [0, 1] },
+    ],
+    // The first request makes "owner" the owner; the edge's must then be served there.
+    async ([owner, edge]) => {
+      for (const host of [owner, edge]) {
+        const node = await servedBy(host);
+        if (node !== "owner") throw new Error(`a request to ${host} was served by "${node}", not by the owner`);
+      }
+    },
+  );
+  addRate(benchmark, "(a) onFetch via the router, served by the owner", direct, "req/s", direct);
+  addRate(benchmark, "(b) the same through a forwarding hop: edge → owner", hop, "req/s", direct);
+  return { direct, hop };
 }
 
 async function activationCases() {
@@ -322,6 +378,15 @@ async function profileRouterCase(): Promise<string> {
   }
 }
 
+function hopBars({ direct, hop }: Awaited<ReturnType<typeof hopCases>>): string[] {
+  const added = direct && hop ? hop.p50 - direct.p50 : undefined;
+  const cpu = direct && hop ? hop.cpu / direct.cpu : undefined;
+  return [
+    bar("a forwarding hop adds ≤ 0.5 ms at p50", added, 0.5, false, `${ms(added ?? NaN)} (${ms(direct?.p50 ?? NaN)} → ${ms(hop?.p50 ?? NaN)})`),
+    bar("a forwarded request costs the two nodes ≤ 2× the CPU of one served by its owner", cpu, 2, false, times(cpu ?? 0)),
+  ];
+}
+
 function bar(name: string, value: number | undefined, limit: number, atLeast: boolean, shown: string) {
   if (value === undefined) return `| ${name} | not measured | – |`;
   const pass = atLeast ? value >= limit : value <= limit;
@@ -338,8 +403,10 @@ async function main() {
   const cleanupServices = await prepareServices();
   let storeRatios: Map<StoreKind, number | undefined>;
   let coldMedians: Map<StoreKind, number>;
+  let hop: Awaited<ReturnType<typeof hopCases>>;
   try {
     storeRatios = await persistenceCases();
+    hop = await hopCases();
     coldMedians = await activationCases();
   } finally {
     await cleanupServices();
@@ -385,6 +452,7 @@ async function main() {
       const ratio = storeRatios.get(store);
       return bar(`${store}Store ≥ ${limit}× memoryStore (req/s, ${PERSISTENCE_CLIENTS} clients)`, ratio, limit, true, times(ratio ?? 0));
     }),
+    ...hopBars(hop),
   ];
   const report = [
     "# express-actors benchmark",
@@ -413,6 +481,11 @@ async function main() {
       "by the library's own code; (f) → (b) is routing, the actor, onAuth and writing the Response.",
     "- HTTP: autocannon, GET, 10 connections, latency per response (sub-ms). WebSocket: `ws` clients in the " +
       "load generator, each sending a 15-byte text and waiting for its echo before the next; latency = round trip.",
+    "- Cluster: two node processes (both pinned to the server's core) with `redisCluster()` and one `redisStore`, " +
+      "on the machine's Redis under the run's key prefix; (a) sends the router's requests for one actor to the " +
+      "node that owns it, (b) to the other node, whose every request reads the actor's record and its lease in " +
+      "Redis, then goes to the owner through http-proxy-middleware (keep-alive). CPU per op is the two nodes' " +
+      "together in both cases (Redis's own CPU is not counted); busy is that over one core.",
     `- Persistence: ${PERSISTENCE_CLIENTS} autocannon connections, each on a counter actor of its own, every ` +
       "request changes the state, so every reply waits for its save. PostgreSQL and Redis are the machine's " +
       "(127.0.0.1), in a database and a key prefix of the run's own; SQLite and files in a temp directory.",

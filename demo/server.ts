@@ -8,6 +8,7 @@ import express, { type Request } from "express";
 import expressWs from "express-ws";
 import { Registry as MetricsRegistry } from "prom-client";
 import { actorMiddleware, fileStore, forwardToActor, setup, type CorsOptions } from "express-actors";
+import { redisCluster } from "express-actors/cluster/redis";
 import { postgresStore } from "express-actors/stores/postgres";
 import { cart, chat, counter, feed } from "./actors";
 
@@ -31,12 +32,47 @@ export interface DemoOptions {
   cors?: CorsOptions | false;
   /** How long open streams (SSE) may run on after close() starts, in ms. Default 500. */
   closeGraceMs?: number;
+  /** One node of several over Redis (docs/clusters.md); needs `postgres`. Default: from $DEMO_CLUSTER_REDIS (see clusterFromEnv). */
+  cluster?: DemoCluster | false;
 }
 
-export function createRegistry(storeDir: string, postgres = postgresFromEnv(), metrics?: MetricsRegistry) {
+export interface DemoCluster {
+  redis: string;
+  /** The same on every node. */
+  secret: string;
+  /** This node's mount as the other nodes reach it, e.g. http://127.0.0.1:3001/registry. */
+  advertise: string;
+  /** Redis key prefix of the cluster's leases. */
+  prefix?: string;
+}
+
+export function createRegistry(
+  storeDir: string,
+  postgres = postgresFromEnv(),
+  cluster: DemoCluster | false = false,
+  metrics?: MetricsRegistry,
+) {
+  if (cluster && !postgres) throw new Error("a demo cluster shares one PostgreSQL store: set DEMO_STORE=postgres (and DATABASE_URL)");
   // Either way, counts, carts and chat history survive a restart.
   const store = postgres ? postgresStore({ connectionString: postgres, table: "demo_actors" }) : fileStore({ dir: storeDir });
-  return setup({ use: { counter, feed, cart, chat }, store, metrics });
+  if (!cluster) return setup({ use: { counter, feed, cart, chat }, store, metrics });
+  const { redis, secret, advertise, prefix } = cluster;
+  return setup({ use: { counter, feed, cart, chat }, store, metrics, cluster: redisCluster({ url: redis, secret, advertise, prefix }) });
+}
+
+/**
+ * $DEMO_CLUSTER_REDIS (a redis:// URL) makes this process one node of a cluster, with
+ * $DEMO_CLUSTER_SECRET, $DEMO_CLUSTER_PREFIX and $DEMO_ADVERTISE (default http://127.0.0.1:$PORT/registry).
+ * `npm run demo:cluster` (demo/cluster.ts) sets them for each node it starts.
+ */
+export function clusterFromEnv(env = process.env): DemoCluster | false {
+  const redis = env.DEMO_CLUSTER_REDIS;
+  if (!redis) return false;
+  const secret = env.DEMO_CLUSTER_SECRET;
+  if (!secret) throw new Error("DEMO_CLUSTER_SECRET is not set: every node needs the same one");
+  const advertise = env.DEMO_ADVERTISE ?? (env.PORT ? `http://127.0.0.1:${env.PORT}/registry` : undefined);
+  if (!advertise) throw new Error("a cluster node needs PORT (or DEMO_ADVERTISE): the other nodes must know where to reach it");
+  return { redis, secret, advertise, prefix: env.DEMO_CLUSTER_PREFIX };
 }
 
 function postgresFromEnv(): string | undefined {
@@ -101,7 +137,8 @@ function newestMtime(dir: string): number {
 export function createDemoApp(options: DemoOptions = {}) {
   ensureBrowserBundle();
   const metrics = new MetricsRegistry();
-  const registry = createRegistry(options.storeDir ?? ".demo-data", options.postgres ?? postgresFromEnv(), metrics);
+  const cluster = options.cluster ?? clusterFromEnv();
+  const registry = createRegistry(options.storeDir ?? ".demo-data", options.postgres ?? postgresFromEnv(), cluster, metrics);
   const cors = options.cors === undefined ? corsFromEnv() : options.cors;
 
   const app = express();
@@ -161,7 +198,7 @@ export function createDemoApp(options: DemoOptions = {}) {
   });
   app.use(express.static(PUBLIC_DIR, { cacheControl: false, setHeaders: (res) => res.setHeader("cache-control", "no-cache") }));
 
-  return { app, server, registry, cors, wss: ws.getWss() };
+  return { app, server, registry, cors, cluster, wss: ws.getWss() };
 }
 
 export interface Demo {
@@ -171,12 +208,13 @@ export interface Demo {
   url: string;
   port: number;
   cors: CorsOptions | false;
+  cluster: DemoCluster | false;
   /** Stops taking connections, shuts the registry down (every state saved) and closes every connection. */
   close(): Promise<void>;
 }
 
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
-  const { server, registry, cors, wss } = createDemoApp(options);
+  const { server, registry, cors, cluster, wss } = createDemoApp(options);
   const wanted = options.port ?? Number(process.env.PORT ?? 3000);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -196,7 +234,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       // An SSE stream never ends by itself; drop those connections so shutdown does not wait on them.
       const timer = setTimeout(() => server.closeAllConnections(), options.closeGraceMs ?? 500);
       try {
-        await registry.shutdown(); // closes the actors' sockets with 1001, saves every state
+        await registry.shutdown(); // closes the actors' sockets (1001; 1012 in a cluster), saves every state
       } finally {
         clearTimeout(timer);
         server.closeAllConnections();
@@ -205,7 +243,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       await closed;
     })());
 
-  return { server, registry, url: `http://${host}:${port}`, port, cors, close };
+  return { server, registry, url: `http://${host}:${port}`, port, cors, cluster, close };
 }
 
 /** Express 5 hands `*rest` over as decoded segments: re-encode them and keep the query string. */
@@ -222,6 +260,15 @@ function describeCors(cors: CorsOptions | false): string {
 
 async function main() {
   const demo = await startDemo();
+  const base = demo.url;
+  if (demo.cluster) {
+    // demo/cluster.ts prints the overview once for all its nodes.
+    console.log(`cluster node on ${base} (pid ${process.pid}), advertised as ${demo.cluster.advertise}`);
+  } else printOverview(demo);
+  stopOnSignals(demo);
+}
+
+function printOverview(demo: Demo) {
   const base = demo.url;
   const query = (name: string) => `'X-RivetKit-Actor-Query: {"getOrCreateForKey":{"name":"${name}","key":["demo"]}}'`;
   console.log(`express-actors demo on ${base}
@@ -253,7 +300,9 @@ curl -i ${base}/registry/actors/raw/http/items -H ${query("cart")}
 
 curl ${base}/registry/health
 `);
+}
 
+function stopOnSignals(demo: Demo) {
   // Stop taking connections, let the registry finish its work and save every state, then exit.
   let stopping = false;
   const stop = async (signal: string) => {

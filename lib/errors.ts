@@ -5,6 +5,8 @@ export class ActorError extends Error {
   readonly code: string;
   readonly status: number;
   readonly metadata: unknown;
+  /** Seconds for a Retry-After header (the cluster's 503s). */
+  retryAfter?: number;
 
   constructor(status: number, code: string, message: string, metadata?: unknown) {
     super(message);
@@ -64,6 +66,12 @@ export const errors = {
   internal: () => new ActorError(500, "internal_error", "Internal error"),
   stateSaveFailed: () => new ActorError(503, "state_save_failed", "The actor state could not be saved"),
   shuttingDown: () => new ActorError(503, "shutting_down", "The registry is shutting down"),
+  clusterUnavailable: () =>
+    new ActorError(503, "cluster_unavailable", "The cluster cannot confirm who owns this actor (Redis is unreachable)"),
+  ownerUnreachable: (retryAfter: number) =>
+    Object.assign(new ActorError(503, "owner_unreachable", "The node that owns this actor does not answer"), { retryAfter }),
+  leaseLost: (message = "This node lost the actor's lease during the request; nothing was saved") =>
+    Object.assign(new ActorError(503, "lease_lost", message), { retryAfter: 1 }),
 };
 
 export interface ErrorBody {
@@ -94,7 +102,8 @@ export function publicError(err: unknown): { status: number; body: ErrorBody } {
 export function errorResponse(err: unknown, logger: Logger = log): Response {
   if (!(err instanceof ActorError)) logger.error({ err }, "unexpected error");
   const { status, body } = publicError(err);
-  return Response.json(body, { status });
+  const retryAfter = err instanceof ActorError ? err.retryAfter : undefined;
+  return Response.json(body, { status, headers: retryAfter === undefined ? undefined : { "retry-after": String(retryAfter) } });
 }
 
 /** Turns an error Response back into a throwable ActorError (for create() and resolve()). */

@@ -19,3 +19,4 @@ export { UserError, Unauthorized, Forbidden } from "./errors";
 export type { UserErrorOptions } from "./errors";
 export type { ActorQuery } from "./registry/query";
 export type { Logger, LogFn } from "./log";
+export type { Cluster } from "./cluster/types";

@@ -9,6 +9,8 @@ export const RAW_HTTP_PATH = "/actors/raw/http";
 export const RAW_WEBSOCKET_PATH = "/actors/raw/websocket";
 export const RESOLVE_PATH = "/actors/resolve";
 export const HEALTH_PATH = "/health";
+/** Where the nodes of a cluster send each other forwarded requests (signed; SPEC §9). */
+export const CLUSTER_HTTP_PATH = "/actors/cluster/http";
 
 const CONTROL = /[\t\n\r]/;
 const CONTROLS = /[\t\n\r]/g;

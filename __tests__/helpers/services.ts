@@ -122,6 +122,11 @@ export class OwnRedis {
     }
   }
 
+  /** SIGSTOP / SIGCONT: a server that stops answering without closing its connections, and comes back. */
+  signal(signal: "SIGSTOP" | "SIGCONT") {
+    this.proc?.kill(signal);
+  }
+
   /** SIGKILL: the server vanishes mid-conversation, as in a crash. */
   async kill(): Promise<void> {
     const proc = this.proc;

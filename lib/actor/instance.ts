@@ -1,3 +1,4 @@
+import type { Lease } from "../cluster/types";
 import { ActorError, errors } from "../errors";
 import type { Logger } from "../log";
 import type { ActorMeta, StateStore } from "../stores/types";
@@ -82,21 +83,34 @@ export class ActorInstance {
   private sleepTimerMs = 0;
   private sleepRequested = false;
   private stopping?: Promise<boolean>;
+  /** Set once the cluster lease is gone: nothing this instance still does may count. */
+  private lost = false;
+  /** What ends this actor's open streams and sockets when its lease is lost. */
+  readonly closers = new Set<() => void>();
 
   private constructor(
     readonly host: InstanceHost,
     readonly config: ActorConfig<any, any, any, any>,
     readonly meta: ActorMeta,
+    /** In a cluster, this node's lease: its epoch fences every load and save (SPEC §8, §9). */
+    readonly lease?: Lease,
   ) {}
+
+  private get epoch() {
+    return this.lease ? { epoch: this.lease.epoch } : undefined;
+  }
 
   get log(): Logger {
     return (this.logger ??= this.host.log.child({ actor: this.meta.name, actorId: this.meta.actorId }));
   }
 
   /** Loads or creates the state, then runs createVars, onCreate (new actors) and onStart. */
-  static async start(host: InstanceHost, config: ActorConfig<any, any, any, any>, meta: ActorMeta) {
-    const instance = new ActorInstance(host, config, meta);
-    const saved = await host.store.load(meta.actorId);
+  static async start(host: InstanceHost, config: ActorConfig<any, any, any, any>, meta: ActorMeta, lease?: Lease) {
+    const instance = new ActorInstance(host, config, meta, lease);
+    const saved = await host.store.load(meta.actorId, instance.epoch).catch((err) => {
+      if (isFenced(err)) throw errors.leaseLost("Another node took this actor over while it was starting here");
+      throw err;
+    });
     const isNew = saved === undefined;
     if (isNew) {
       const initial = config.createState
@@ -216,7 +230,7 @@ export class ActorInstance {
     }
     this.unsavable = false;
     this.writingVersion = version;
-    const write = this.host.store.save(this.meta.actorId, text).then(
+    const write = this.host.store.save(this.meta.actorId, text, this.epoch).then(
       () => {
         this.writing = undefined;
         if (this.saved < version) this.saved = version;
@@ -226,6 +240,12 @@ export class ActorInstance {
       },
       (err) => {
         this.writing = undefined;
+        if (isFenced(err)) {
+          // A newer owner has loaded this actor: retrying can never succeed, and serving must stop.
+          this.log.warn("a save was fenced off: another node owns this actor now");
+          this.loseLease();
+          throw err;
+        }
         this.saveFailed(err);
         throw err;
       },
@@ -248,6 +268,10 @@ export class ActorInstance {
   /** Marks the actor busy; false when it is stopping, so the caller must activate it again. */
   acquire(): boolean {
     if (this.status !== "running") return false;
+    if (this.lease && !this.lease.valid()) {
+      this.loseLease();
+      return false;
+    }
     // The sleep timer stays armed: sleepIfIdle ignores a busy actor, and release() re-arms it.
     this.active++;
     return true;
@@ -281,7 +305,7 @@ export class ActorInstance {
         await this.save();
       } catch {
         response?.body?.cancel().catch(noop);
-        throw errors.stateSaveFailed();
+        throw this.lost ? errors.leaseLost() : errors.stateSaveFailed();
       }
     }
     if (failure) throw failure;
@@ -324,7 +348,7 @@ export class ActorInstance {
    * Shutdown: onStop, then save (retried until `deadline`), then evict in any case.
    * Resolves true once the actor is stopped and evicted.
    */
-  stop(reason: "sleep" | "shutdown", deadline = 0): Promise<boolean> {
+  stop(reason: "sleep" | "shutdown" | "lost", deadline = 0): Promise<boolean> {
     if (this.stopping) {
       // A sleep that ends with the actor awake must not swallow a shutdown.
       return reason === "sleep" ? this.stopping : this.stopping.then((stopped) => stopped || this.stop(reason, deadline));
@@ -332,7 +356,32 @@ export class ActorInstance {
     this.status = "stopping";
     clearTimeout(this.sleepTimer);
     this.sleepTimer = undefined;
+    if (reason === "lost") return (this.stopping = this.dropLost());
     return (this.stopping = reason === "sleep" ? this.sleep() : this.shutdown(deadline));
+  }
+
+  /** The cluster lease is gone (lapsed, taken, or a save was fenced): stop serving at once. */
+  loseLease() {
+    if (this.lost) return;
+    this.lost = true;
+    if (this.status === "stopped") return;
+    if (this.stopping) {
+      // A sleep or shutdown in progress finishes on its own; its saves are fenced if they are late.
+      return;
+    }
+    this.stop("lost").catch(noop);
+  }
+
+  /**
+   * No onStop: this node no longer owns the actor. One last save with the old epoch is safe
+   * either way: the store takes it if no newer owner has loaded yet, and refuses it otherwise.
+   */
+  private async dropLost(): Promise<boolean> {
+    this.log.warn("stopped serving: this node's lease on the actor is gone");
+    for (const close of [...this.closers]) close();
+    if (this.dirty) await this.save().catch(noop);
+    this.finish();
+    return true;
   }
 
   private async sleep(): Promise<boolean> {
@@ -421,6 +470,10 @@ export class ActorInstance {
   whenStopped(): Promise<boolean> {
     return this.stopping ?? Promise.resolve(false);
   }
+}
+
+function isFenced(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === "fenced";
 }
 
 function describe(value: unknown): string {

@@ -1,3 +1,4 @@
+import { OwnedElsewhere } from "../cluster/types";
 import { ActorError, errorResponse, errors } from "../errors";
 import type { RegistryCore } from "../registry/core";
 import { parseQuery } from "../registry/query";
@@ -36,6 +37,10 @@ export function createServerClient(core: RegistryCore) {
         }
         return await settleBody(response, instance);
       } catch (err) {
+        if (err instanceof OwnedElsewhere) {
+          const claims = { actorId: err.meta.actorId, name: err.meta.name, auth: undefined, origin: ORIGIN, method: request.method, path };
+          return core.cluster!.forwardFetch(request, err.owner, claims);
+        }
         return errorResponse(err, core.log);
       }
     },

@@ -20,10 +20,15 @@ export async function serveGatewayFetch(
   try {
     const params = connParamsHeader(req.rawHeaders, limits.maxConnParamsSize);
     const { query, path } = await resolveGatewayTarget(core, route, limits);
-    target = { query, params, path, authBy: "gateway", prepare: (request) => dropInternalHeaders(request.headers) };
+    target = { query, params, path, authBy: "gateway", via: "gateway", prepare: dropInternalHeadersOf };
   } catch (err) {
     sendError(res, err);
     return;
   }
   await serveFetch(core, req, res, target, options);
+}
+
+/** RivetKit's internal headers never reach the actor, on the edge or on the owner it forwards to. */
+export function dropInternalHeadersOf(request: Request) {
+  dropInternalHeaders(request.headers);
 }

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Registry } from "../registry/setup";
 import { coreOf } from "../registry/setup";
-import { HEALTH_PATH, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
+import { CLUSTER_HTTP_PATH, HEALTH_PATH, RAW_HTTP_PATH, RESOLVE_PATH } from "../protocol";
+import { serveForwarded } from "../cluster/forwarded";
 import { actorUrl, originOf, routerHeadersOf } from "./request";
 import { sendError } from "./response";
 import { readRouterHeaders, serveFetch, splitHeaders, type FetchTarget, type HttpOptions } from "./serve";
@@ -76,9 +77,14 @@ export function actorMiddleware(registry: Registry<any>, options: ActorMiddlewar
       resolveActor(core, req, res, limits).catch(next);
       return;
     }
+    if (core.cluster && isUnder(pathname, CLUSTER_HTTP_PATH)) {
+      serveForwarded(core, req, res, http).catch(next);
+      return;
+    }
     if (pathname === HEALTH_PATH && (req.method === "GET" || req.method === "HEAD")) {
-      const body = JSON.stringify(core.shuttingDown ? { status: "shutting_down" } : { status: "ok" });
-      res.writeHead(core.shuttingDown ? 503 : 200, {
+      const status = core.shuttingDown ? "shutting_down" : core.cluster && !core.cluster.healthy() ? "cluster_unavailable" : "ok";
+      const body = JSON.stringify({ status });
+      res.writeHead(status === "ok" ? 200 : 503, {
         "content-type": "application/json",
         "content-length": Buffer.byteLength(body),
       });

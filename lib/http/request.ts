@@ -17,6 +17,12 @@ export interface BuiltRequest {
   readonly overflowed: boolean;
   /** Releases the socket: drains an unread body so a keep-alive connection can go on. */
   dispose(): void;
+  /** A body some parser had already read, rebuilt; undefined when the body is still on the socket. */
+  readonly rebuilt?: Uint8Array;
+  /** Whether anyone has started reading the body from the socket (see `lazyBody`). */
+  readonly bodyTouched: boolean;
+  /** Lets go of the request without touching its body, so another consumer (a proxy) can stream it. */
+  handOver(): void;
 }
 
 type ExpressLikeRequest = IncomingMessage & {
@@ -178,7 +184,14 @@ const WIRE_BODY_HEADERS: ReadonlySet<string> = new Set(["content-encoding", "tra
  * Builds the W3C Request an actor sees from an Express request. `url` comes from actorUrlText;
  * the headers go straight into the Request's own list, so they are validated and copied once.
  */
-export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: string, maxBodySize: number): BuiltRequest {
+export function buildRequest(
+  req: ExpressLikeRequest,
+  res: ServerResponse,
+  url: string,
+  maxBodySize: number,
+  /** Leave the body on the socket until the Request's body is read (a cluster may forward it instead). */
+  lazyBody = false,
+): BuiltRequest {
   const method = req.method ?? "GET";
   let body: BodyInit | null = null;
   let rebuilt: Uint8Array | undefined;
@@ -189,7 +202,7 @@ export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: 
       rebuilt = rebuildBody(req, res, maxBodySize);
       body = rebuilt as BodyInit;
     } else {
-      source = new BodySource(req, maxBodySize);
+      source = new BodySource(req, maxBodySize, lazyBody);
       body = source.stream;
     }
   }
@@ -200,7 +213,13 @@ export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: 
     if (!res.writableFinished) signal.abort(new DOMException("The client went away", "AbortError"));
   };
   res.on("close", onClose);
+  let handedOver = false;
+  const handOver = () => {
+    handedOver = true;
+    res.off("close", onClose);
+  };
   const dispose = () => {
+    if (handedOver) return;
     res.off("close", onClose);
     source?.dispose();
   };
@@ -225,6 +244,11 @@ export function buildRequest(req: ExpressLikeRequest, res: ServerResponse, url: 
       return source?.overflowed ?? false;
     },
     dispose,
+    rebuilt,
+    get bodyTouched() {
+      return source?.started ?? false;
+    },
+    handOver,
   };
 }
 
@@ -292,29 +316,39 @@ function isObject(value: unknown): value is object {
 class BodySource {
   readonly stream: ReadableStream<Uint8Array>;
   overflowed = false;
+  started = false;
   private received = 0;
   private ended = false;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
 
-  constructor(private readonly req: IncomingMessage, private readonly limit: number) {
+  constructor(private readonly req: IncomingMessage, private readonly limit: number, lazy: boolean) {
     this.stream = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
           this.controller = controller;
-          req.on("data", this.onData);
-          req.on("end", this.onEnd);
-          req.on("error", this.onAbort);
-          req.on("close", this.onAbort);
+          if (!lazy) this.attach();
         },
         pull: () => {
+          if (!this.started) this.attach();
           req.resume();
         },
         cancel: () => {
           this.dispose();
         },
       },
-      { highWaterMark: STREAM_HIGH_WATER, size: (chunk) => chunk!.byteLength },
+      // Lazy: no read ahead, so the socket is untouched until someone reads the body.
+      { highWaterMark: lazy ? 0 : STREAM_HIGH_WATER, size: (chunk) => chunk!.byteLength },
     );
+  }
+
+  private attach() {
+    this.started = true;
+    this.req.on("data", this.onData);
+    this.req.on("end", this.onEnd);
+    this.req.on("error", this.onAbort);
+    this.req.on("close", this.onAbort);
+    // A lazy body read after the client left: its 'close' has already passed.
+    if (this.req.destroyed && !this.req.readableEnded) this.onAbort();
   }
 
   private readonly onData = (chunk: Buffer) => {

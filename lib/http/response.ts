@@ -25,7 +25,9 @@ export function sendError(res: Res, err: unknown) {
   if (res.destroyed) return;
   const { status, body } = errorPayload(res, err);
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(text) };
+  if (err instanceof ActorError && err.retryAfter !== undefined) headers["retry-after"] = String(err.retryAfter);
+  res.writeHead(status, headers);
   res.end(text);
 }
 

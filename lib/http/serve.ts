@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { OwnedElsewhere } from "../cluster/types";
 import { errors } from "../errors";
+import { log } from "../log";
 import type { AuthBy, RegistryCore } from "../registry/core";
 import { DEFAULT_LIMITS, type Limits } from "../limits";
 import { checkDepth, parseQueryText, type ParsedQuery, type QueryLimits } from "../registry/query";
-import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type RouterHeaders } from "./request";
+import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type BuiltRequest, type RouterHeaders } from "./request";
 import { sendError, sendResponse } from "./response";
 import { refuseBody } from "./too-large";
 
@@ -21,6 +23,10 @@ export interface FetchTarget {
   authBy: AuthBy;
   /** Adjusts the built Request before onAuth and the actor see it (the gateway drops its own headers). */
   prepare?: (request: Request) => void;
+  /** A request another node forwarded (SPEC §9): the origin its client used. */
+  forwarded?: { origin: string };
+  /** Served for RivetKit's gateway (SPEC §10); a forwarding hop tells the owner so. */
+  via?: "gateway";
 }
 
 /** The query, encoding and conn params of SPEC §2, validated. */
@@ -59,9 +65,11 @@ export async function serveFetch(
     refuseBody(req, res, options.maxBodySize);
     return;
   }
+  const { forwarded } = target;
   let built;
   try {
-    built = buildRequest(req, res, actorUrlText(originOf(req), target.path), options.maxBodySize);
+    const origin = forwarded ? forwarded.origin : originOf(req);
+    built = buildRequest(req, res, actorUrlText(origin, target.path), options.maxBodySize, core.cluster !== undefined);
     target.prepare?.(built.request);
   } catch (err) {
     sendError(res, err);
@@ -69,27 +77,60 @@ export async function serveFetch(
   }
   const tooLarge = () => built.overflowed && (refuseBody(req, res, options.maxBodySize), true);
   try {
-    const { instance, auth } = await core.enter(target.query, {
+    const entered = await core.enter(target.query, {
       request: built.request,
       params: target.params,
       intent: "fetch",
       authBy: target.authBy,
+      forwarded: forwarded !== undefined,
     });
+    const { instance, auth } = entered;
     try {
       const response = await (core.telemetry.observer?.fetch(instance, built.request, auth) ?? instance.fetch(built.request, auth));
       if (tooLarge()) {
         response.body?.cancel().catch(() => {});
         return;
       }
-      await sendResponse(req, res, response, core);
+      // A lost lease ends the response too: this node must stop serving the actor.
+      const cut = () => res.destroy();
+      instance.closers.add(cut);
+      try {
+        await sendResponse(req, res, response, core);
+      } finally {
+        instance.closers.delete(cut);
+      }
     } finally {
       instance.release();
     }
   } catch (err) {
-    if (!tooLarge()) sendError(res, err);
+    if (err instanceof OwnedElsewhere) forward(core, req, res, built, err, target);
+    else if (!tooLarge()) sendError(res, err);
   } finally {
     built.dispose();
   }
+}
+
+/**
+ * Hands the request to the node that owns its actor. The body must still be on the socket (or
+ * rebuilt from a parser's copy): one that onAuth has read cannot be sent on.
+ */
+function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, built: BuiltRequest, to: OwnedElsewhere, target: FetchTarget) {
+  if (built.bodyTouched) {
+    log.error(`onAuth of "${to.meta.name}" read the request body, which a cluster must forward to the owning node untouched`);
+    sendError(res, errors.internal());
+    return;
+  }
+  const claims = {
+    actorId: to.meta.actorId,
+    name: to.meta.name,
+    auth: to.auth,
+    origin: new URL(built.request.url).origin,
+    method: built.request.method,
+    path: target.path,
+    ...(target.via && { via: target.via }),
+  };
+  built.handOver();
+  core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt);
 }
 
 /** The headers an actor's onAuth and onWebSocket see, and the router headers beside them. */

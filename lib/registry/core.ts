@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ActorDefinition, AuthArgs, AuthSource } from "../actor/definition";
 import { ActorInstance, type InstanceHost } from "../actor/instance";
+import { OwnedElsewhere, type Cluster, type ClusterHost, type Lease } from "../cluster/types";
 import { ActorError, errors } from "../errors";
 import type { Logger } from "../log";
 import { NO_TELEMETRY, type Telemetry } from "../observe/telemetry";
@@ -19,6 +20,8 @@ export interface EnterOptions {
   params: unknown;
   intent: "fetch" | "websocket" | undefined;
   authBy: AuthBy;
+  /** A request another node forwarded here: it is served here or refused, never forwarded again. */
+  forwarded?: boolean;
 }
 
 export interface Entered {
@@ -29,7 +32,7 @@ export interface Entered {
 const SHUTDOWN_GRACE_MS = 10_000;
 
 /** The registry's working parts; the public Registry object only exposes createServerClient and shutdown. */
-export class RegistryCore implements InstanceHost {
+export class RegistryCore implements InstanceHost, ClusterHost {
   private readonly instances = new Map<string, ActorInstance>();
   private readonly activating = new Map<string, Promise<ActorInstance>>();
   private readonly keyIndex = new Map<string, string>();
@@ -47,7 +50,10 @@ export class RegistryCore implements InstanceHost {
     readonly definitions: Record<string, ActorDefinition>,
     readonly store: StateStore,
     private readonly makeClient: () => unknown,
-  ) {}
+    readonly cluster?: Cluster,
+  ) {
+    cluster?.attach(this);
+  }
 
   get log(): Logger {
     return this.telemetry.log;
@@ -100,7 +106,13 @@ export class RegistryCore implements InstanceHost {
     const running = this.running(query);
     if (running) return { instance: running, auth };
     const meta = await this.resolve(query);
-    return { instance: await this.activate(meta, definition), auth };
+    try {
+      return { instance: await this.activate(meta, definition), auth };
+    } catch (err) {
+      if (!(err instanceof OwnedElsewhere)) throw err;
+      if (opts.forwarded) throw errors.leaseLost("This actor moved to another node; try again");
+      throw new OwnedElsewhere(err.owner, err.meta, auth);
+    }
   }
 
   /** Authorization, then the handler check, then lookup or creation: never the other way round. */
@@ -221,13 +233,21 @@ export class RegistryCore implements InstanceHost {
   }
 
   private async startInstance(meta: ActorMeta, definition: ActorDefinition): Promise<ActorInstance> {
+    let lease: Lease | undefined;
     try {
-      const instance = await ActorInstance.start(this, definition.config, meta);
+      if (this.cluster) {
+        const placement = await this.cluster.claim(meta.actorId);
+        if ("owner" in placement) throw new OwnedElsewhere(placement.owner, meta);
+        lease = placement.lease;
+      }
+      const instance = await ActorInstance.start(this, definition.config, meta, lease);
       this.instances.set(meta.actorId, instance);
       this.keyIndex.set(keyId(meta.name, meta.key), meta.actorId);
       this.telemetry.observer?.activated(meta);
       return instance;
     } catch (err) {
+      if (lease) this.cluster!.release(meta.actorId, lease);
+      if (err instanceof OwnedElsewhere) throw err;
       this.log.error({ err, actor: meta.name, actorId: meta.actorId }, "activating the actor failed");
       throw err instanceof ActorError ? err : errors.internal();
     } finally {
@@ -243,6 +263,12 @@ export class RegistryCore implements InstanceHost {
     }
     const id = keyId(name, key);
     if (this.keyIndex.get(id) === actorId) this.keyIndex.delete(id);
+    if (instance.lease) this.cluster!.release(actorId, instance.lease);
+  }
+
+  leaseLost(actorId: string, lease: Lease) {
+    const instance = this.instances.get(actorId);
+    if (instance?.lease === lease) instance.loseLease();
   }
 
   /** Number of live instances, for tests and benchmarks. */
@@ -268,6 +294,11 @@ export class RegistryCore implements InstanceHost {
       await this.store.close?.();
     } catch (err) {
       this.log.error({ err }, "closing the store failed");
+    }
+    try {
+      await this.cluster?.close();
+    } catch (err) {
+      this.log.error({ err }, "leaving the cluster failed");
     }
   }
 }

@@ -3,6 +3,7 @@ import { createServerClient } from "../client/server";
 import type { Client } from "../client/core";
 import { memoryStore } from "../stores/memory";
 import type { StateStore } from "../stores/types";
+import type { Cluster } from "../cluster/types";
 import { RegistryCore } from "./core";
 import { createTelemetry, type TelemetryOptions } from "../observe/telemetry";
 import { observeStore } from "../stores/observed";
@@ -11,6 +12,8 @@ import { observedStore } from "../observe/store";
 export interface SetupOptions<Use extends Record<string, ActorDefinition>> extends TelemetryOptions {
   use: Use;
   store?: StateStore;
+  /** Several processes serving one set of actors (SPEC §9): `redisCluster()` from `express-actors/cluster/redis`. */
+  cluster?: Cluster;
 }
 
 const cores = new WeakMap<object, RegistryCore>();
@@ -28,12 +31,15 @@ export class Registry<Use extends Record<string, ActorDefinition> = Record<strin
         throw new TypeError(`setup(): "${name}" is not an actor() definition`);
       }
     }
+    if (options.cluster !== undefined && typeof options.cluster?.claim !== "function") {
+      throw new TypeError("setup(): `cluster` must come from redisCluster() (express-actors/cluster/redis)");
+    }
     const telemetry = createTelemetry(options, Object.keys(options.use));
     const { observer } = telemetry;
     const given = options.store ?? memoryStore();
     observeStore(given, { log: telemetry.log, connectionFailed: observer && (() => observer.storeFailed("connection", undefined)) });
     const store = observer ? observedStore(given, observer) : given;
-    const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core));
+    const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core), options.cluster);
     core.telemetry = telemetry;
     cores.set(this, core);
   }

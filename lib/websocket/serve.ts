@@ -30,6 +30,7 @@ export interface WebSocketOptions {
 const MAX_REASON_BYTES = 123;
 /** HTTP statuses that become 4xxx close codes (400 → 4400 …); anything else is 1011. */
 const REFUSAL_STATUSES = new Set([400, 401, 403, 404, 409]);
+const CLUSTER_CODES = new Set(["service_restart", "cluster_unavailable", "owner_unreachable", "lease_lost"]);
 const noop = () => {};
 /** Open sockets per live actor, for maxSocketsPerActor. */
 const openSockets = new WeakMap<ActorInstance, number>();
@@ -41,6 +42,8 @@ export function closeFor(err: unknown): { code: number; reason: string } {
   const { status, body } = publicError(err);
   if (status === 413) return { code: 1009, reason: "message_too_big" };
   if (body.code === "shutting_down") return { code: 1001, reason: "shutting_down" };
+  // The cluster's refusals (SPEC §9): the client should reconnect, possibly reaching the owner.
+  if (status === 503 && CLUSTER_CODES.has(body.code)) return { code: 1012, reason: body.code };
   const code = REFUSAL_STATUSES.has(status) ? 4000 + status : 1011;
   return { code, reason: truncate(body.code) };
 }
@@ -165,8 +168,11 @@ export async function runActorSocket(
   openSockets.set(instance, sockets + 1);
   logger.current = instance.log;
   const watch = core.telemetry.observer?.socket(instance, request);
-  const shutdown = () => driver.fail(1001, "shutting_down");
+  // In a cluster another node takes over at once, so the client is told to reconnect.
+  const shutdown = core.cluster ? () => driver.fail(1012, "service_restart") : () => driver.fail(1001, "shutting_down");
+  const lost = () => driver.fail(1012, "service_restart");
   core.closers.add(shutdown);
+  instance.closers.add(lost);
   let released = false;
   // The first close listener; its work waits a microtask, so what the other close listeners change
   // is in this save. A synthetic close event (readyState still OPEN) releases nothing.
@@ -176,6 +182,7 @@ export async function runActorSocket(
     openSockets.set(instance, openSockets.get(instance)! - 1);
     watch?.closed((event as CloseEvent).code);
     core.closers.delete(shutdown);
+    instance.closers.delete(lost);
     queueMicrotask(() => {
       instance.save().catch(noop);
       instance.release();

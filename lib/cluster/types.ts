@@ -1,0 +1,72 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { ActorError } from "../errors";
+import type { ActorMeta } from "../stores/types";
+
+/** This node's ownership of one actor: the fencing epoch it loads and saves with. */
+export interface Lease {
+  readonly epoch: number;
+  /** False once the lease can no longer be trusted: lost, or not renewed in time. */
+  valid(): boolean;
+}
+
+/** The node that holds an actor's lease, as another node sees it. */
+export interface Owner {
+  nodeId: string;
+  /** Its advertised mount URL; undefined when it has left the membership. */
+  url: string | undefined;
+  /** Seconds until its lease expires unless renewed: the Retry-After of owner_unreachable. */
+  retryAfter: number;
+}
+
+/** What a forwarding hop carries to the owner, signed (see ./signing). */
+export interface ForwardClaims {
+  actorId: string;
+  name: string;
+  /** The auth data the edge's onAuth (or the route's auth) produced. */
+  auth: unknown;
+  /** The origin the client used, so request.url is the same on every node. */
+  origin: string;
+  method: string;
+  /** Path and query string as the actor sees them. */
+  path: string;
+  /** Set when the edge served RivetKit's gateway (SPEC §10): the owner answers in its protocol. */
+  via?: "gateway";
+}
+
+export interface ClusterHost {
+  /** The lease of `actorId` is gone (not renewed in time, or taken): stop serving it. */
+  leaseLost(actorId: string, lease: Lease): void;
+}
+
+/**
+ * A coordinator of several processes (SPEC §9), as `setup({ cluster })` takes it. Made by
+ * `redisCluster()` from `express-actors/cluster/redis`; the registry never loads it otherwise.
+ */
+export interface Cluster {
+  attach(host: ClusterHost): void;
+  /** Takes the actor's lease, or says who holds it; rejects with cluster_unavailable. */
+  claim(actorId: string): Promise<{ lease: Lease } | { owner: Owner }>;
+  /** Gives the lease up at once (sleep, shutdown); never throws. */
+  release(actorId: string, lease: Lease): void;
+  /** Whether this node can currently confirm leases. */
+  healthy(): boolean;
+  /** Proxies `req` to the owner; `body` is the request body when a parser has already read it. */
+  forwardHttp(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array): void;
+  /** The same hop for the server-side client. */
+  forwardFetch(request: Request, owner: Owner, claims: ForwardClaims): Promise<Response>;
+  /** The claims of a valid, unexpired signature; undefined for anything else. */
+  verify(token: string | undefined): ForwardClaims | undefined;
+  close(): Promise<void>;
+}
+
+/** Thrown by the registry when another node owns the actor: the caller forwards, or refuses. */
+export class OwnedElsewhere extends ActorError {
+  constructor(
+    readonly owner: Owner,
+    readonly meta: ActorMeta,
+    readonly auth?: unknown,
+  ) {
+    super(503, "service_restart", "This actor is served by another node");
+    this.retryAfter = 0;
+  }
+}
