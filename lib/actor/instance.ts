@@ -85,8 +85,8 @@ export class ActorInstance {
   private stopping?: Promise<boolean>;
   /** Set once the cluster lease is gone: nothing this instance still does may count. */
   private lost = false;
-  /** What ends this actor's open streams and sockets when its lease is lost. */
-  readonly closers = new Set<() => void>();
+  /** What ends this actor's open streams and sockets when its lease is lost; made on first use. */
+  private closers?: Set<() => void>;
 
   private constructor(
     readonly host: InstanceHost,
@@ -372,13 +372,22 @@ export class ActorInstance {
     this.stop("lost").catch(noop);
   }
 
+  /** Runs `close` if the lease is lost while the stream or socket it ends is open. */
+  closeOnLeaseLoss(close: () => void) {
+    (this.closers ??= new Set()).add(close);
+  }
+
+  keepOnLeaseLoss(close: () => void) {
+    this.closers?.delete(close);
+  }
+
   /**
    * No onStop: this node no longer owns the actor. One last save with the old epoch is safe
    * either way: the store takes it if no newer owner has loaded yet, and refuses it otherwise.
    */
   private async dropLost(): Promise<boolean> {
     this.log.warn("stopped serving: this node's lease on the actor is gone");
-    for (const close of [...this.closers]) close();
+    for (const close of [...(this.closers ?? [])]) close();
     if (this.dirty) await this.save().catch(noop);
     this.finish();
     return true;

@@ -91,13 +91,13 @@ export async function serveFetch(
         response.body?.cancel().catch(() => {});
         return;
       }
-      // A lost lease ends the response too: this node must stop serving the actor.
-      const cut = () => res.destroy();
-      instance.closers.add(cut);
+      // In a cluster a lost lease ends the response too: this node must stop serving the actor.
+      const cut = instance.lease && (() => res.destroy());
+      if (cut) instance.closeOnLeaseLoss(cut);
       try {
         await sendResponse(req, res, response, core);
       } finally {
-        instance.closers.delete(cut);
+        if (cut) instance.keepOnLeaseLoss(cut);
       }
     } finally {
       instance.release();

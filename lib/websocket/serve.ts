@@ -172,7 +172,7 @@ export async function runActorSocket(
   const shutdown = core.cluster ? () => driver.fail(1012, "service_restart") : () => driver.fail(1001, "shutting_down");
   const lost = () => driver.fail(1012, "service_restart");
   core.closers.add(shutdown);
-  instance.closers.add(lost);
+  instance.closeOnLeaseLoss(lost);
   let released = false;
   // The first close listener; its work waits a microtask, so what the other close listeners change
   // is in this save. A synthetic close event (readyState still OPEN) releases nothing.
@@ -182,7 +182,7 @@ export async function runActorSocket(
     openSockets.set(instance, openSockets.get(instance)! - 1);
     watch?.closed((event as CloseEvent).code);
     core.closers.delete(shutdown);
-    instance.closers.delete(lost);
+    instance.keepOnLeaseLoss(lost);
     queueMicrotask(() => {
       instance.save().catch(noop);
       instance.release();
