@@ -1,5 +1,4 @@
-import { spawn } from "node:child_process";
-import * as path from "node:path";
+import { runProbe } from "./helpers/module-probe";
 
 // prom-client and @opentelemetry/api are optional peer dependencies, pino only an example: an app
 // that configures none of them loads none of them, and one that asks for a missing one is told.
@@ -10,24 +9,7 @@ interface Report {
   errors: Record<string, string>;
 }
 
-function probe(mode: "plain" | "missing", hide: string[] = []): Promise<Report> {
-  const root = path.join(__dirname, "..");
-  const child = spawn(
-    process.execPath,
-    ["-r", path.join(__dirname, "fixtures", "hide-drivers.cjs"), "--import", "tsx", path.join(__dirname, "fixtures", "telemetry-probe.ts"), mode],
-    { cwd: root, env: { ...process.env, HIDE_MODULES: hide.join(",") }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => {
-      if (code !== 0) reject(new Error(`probe exited with ${code}: ${stderr}`));
-      else resolve(JSON.parse(stdout));
-    });
-  });
-}
+const probe = (mode: "plain" | "missing", hide: string[] = []) => runProbe<Report>("telemetry-probe.ts", mode, hide);
 
 jest.setTimeout(30_000);
 

@@ -1,5 +1,4 @@
-import { spawn } from "node:child_process";
-import * as path from "node:path";
+import { runProbe } from "./helpers/module-probe";
 
 // The drivers are optional peer dependencies: the main entry never loads one, a store loads its own
 // when it is built, and a missing one is named with the command that installs it.
@@ -10,25 +9,7 @@ interface Report {
   errors: Record<string, string>;
 }
 
-/** Runs fixtures/driver-probe.ts in a fresh node, with `hide` made unresolvable. */
-function probe(mode: "main" | "stores", hide: string[] = []): Promise<Report> {
-  const root = path.join(__dirname, "..");
-  const child = spawn(
-    process.execPath,
-    ["-r", path.join(__dirname, "fixtures", "hide-drivers.cjs"), "--import", "tsx", path.join(__dirname, "fixtures", "driver-probe.ts"), mode],
-    { cwd: root, env: { ...process.env, HIDE_MODULES: hide.join(",") }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => (stdout += chunk));
-  child.stderr.on("data", (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => {
-      if (code !== 0) reject(new Error(`probe exited with ${code}: ${stderr}`));
-      else resolve(JSON.parse(stdout));
-    });
-  });
-}
+const probe = (mode: "main" | "stores", hide: string[] = []) => runProbe<Report>("driver-probe.ts", mode, hide);
 
 jest.setTimeout(30_000);
 
