@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from "node:crypto";
-import WebSocket from "ws";
 import { signForward } from "../lib/cluster/signing";
 import { ClusterNode, SECRET, startNodes } from "./helpers/cluster-harness";
 import { REDIS_URL, deletePrefix, describeWithService, tempDatabase, uniqueName } from "./helpers/services";
@@ -132,21 +131,6 @@ describeWithService("postgres", "a cluster of three processes", () => {
       expect((await owner.json(key, "/")).activations).toEqual([owner.name]);
     });
 
-    test("a WebSocket reaches the owner directly; elsewhere it is closed with 1012 service_restart (issue 11)", async () => {
-      const key = "sockets";
-      const { owner, others } = await roles(key);
-      const open = (node: ClusterNode) =>
-        new WebSocket(`ws://127.0.0.1:${node.port}/registry/actors/raw/websocket/`, {
-          headers: { "x-rivetkit-actor-query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: [key] } }) },
-        });
-      const direct = open(owner);
-      expect(String(await new Promise((resolve) => direct.once("message", resolve)))).toBe(`hello from ${owner.name}`);
-      direct.close();
-      const refused = open(others[0]);
-      const [code, reason] = await new Promise<[number, string]>((resolve) => refused.once("close", (c, r) => resolve([c, String(r)])));
-      expect([code, reason]).toEqual([1012, "service_restart"]);
-    });
-
     describe("the RivetKit gateway (SPEC §10) on a node that does not own the actor", () => {
       /** The actor id as RivetKit's client learns it: PUT {mount}/actors, here on `node`. */
       const idOf = async (node: ClusterNode, key: string) => {
@@ -208,20 +192,6 @@ describeWithService("postgres", "a cluster of three processes", () => {
         const res = await fetch(`${others[0].url}/gateway/${await idOf(others[0], key)}/request/user-error`);
         expect(res.status).toBe(400);
         expect(await res.json()).toEqual({ group: "user", code: "refused", message: `refused on ${owner.name}`, metadata: { node: owner.name } });
-      });
-
-      test("a gateway WebSocket reaches the owner directly; elsewhere it is closed with 1012 service_restart (issue 11)", async () => {
-        const key = "gateway-sockets";
-        const { owner, others } = await roles(key);
-        const id = await idOf(others[0], key);
-        const open = (node: ClusterNode) => new WebSocket(`ws://127.0.0.1:${node.port}/registry/gateway/${id}/websocket/`, ["rivet", "rivet_encoding.json"]);
-        const direct = open(owner);
-        expect(String(await new Promise((resolve) => direct.once("message", resolve)))).toBe(`hello from ${owner.name}`);
-        expect(direct.protocol).toBe("rivet");
-        direct.close();
-        const refused = open(others[0]);
-        const [code, reason] = await new Promise<[number, string]>((resolve) => refused.once("close", (c, r) => resolve([c, String(r)])));
-        expect([code, reason]).toEqual([1012, "service_restart"]);
       });
     });
 

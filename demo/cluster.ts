@@ -83,9 +83,8 @@ express-actors demo cluster: ${ports.length} nodes ready, sharing PostgreSQL (${
 and Redis (${redis}).
 
 Open the page on any of them: ${urls.map((url) => url + "/").join("  ")}
-The counter and the live feed work from every node: a request for an actor another node owns is
-forwarded there. Chat WebSockets reach a room only on the node that owns it; elsewhere they are
-closed with 1012 service_restart until WebSockets are proxied between nodes.
+The counter, the live feed and the chat work from every node: a request or a socket for an actor
+another node owns is forwarded there. Open the chat on two nodes: both pages share one room.
 
 # one counter, incremented through each node in turn: one count, one owner
 ${urls.map((url) => `curl -X POST ${url}/registry/actors/raw/http/increment -H ${query}`).join("\n")}

@@ -11,6 +11,8 @@ export const RESOLVE_PATH = "/actors/resolve";
 export const HEALTH_PATH = "/health";
 /** Where the nodes of a cluster send each other forwarded requests (signed; SPEC §9). */
 export const CLUSTER_HTTP_PATH = "/actors/cluster/http";
+/** Where a node relays a WebSocket to the actor's owner (signed; SPEC §9). */
+export const CLUSTER_WEBSOCKET_PATH = "/actors/cluster/websocket";
 
 const CONTROL = /[\t\n\r]/;
 const CONTROLS = /[\t\n\r]/g;

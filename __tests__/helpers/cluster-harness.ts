@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import { freePort } from "./services";
 
 const FIXTURE = path.join(__dirname, "..", "fixtures", "cluster-node.ts");
+const PIN_WS = path.join(__dirname, "..", "fixtures", "pin-ws.cjs");
 export const SECRET = "cluster-test-secret-0123456789";
 
 export interface NodeEnv {
@@ -12,6 +13,8 @@ export interface NodeEnv {
   PG_URL: string;
   LEASE_MS?: string;
   SLEEP_MS?: string;
+  /** "8": express-ws on ws 8 too (fixtures/pin-ws.cjs); unset, it keeps its own ws 7. */
+  PIN_WS?: string;
 }
 
 /** One cluster node in a process of its own (tsx), listening on its own 127.0.0.1 port. */
@@ -29,7 +32,7 @@ export class ClusterNode {
 
   static async start(name: string, env: NodeEnv): Promise<ClusterNode> {
     const port = await freePort();
-    const proc = spawn(process.execPath, ["--import", "tsx", FIXTURE], {
+    const proc = spawn(process.execPath, ["--expose-gc", "-r", PIN_WS, "--import", "tsx", FIXTURE], {
       env: { ...process.env, ...env, NODE_NAME: name, PORT: String(port), SECRET, EXPRESS_ACTORS_LOG: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -1,10 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Forbidden } from "../errors";
+import type { WebSocket as WsSocket } from "ws";
+import { ActorError, Forbidden } from "../errors";
 import { gatewayError } from "../gateway/errors";
 import { dropInternalHeadersOf } from "../gateway/http";
 import { useErrorShape } from "../http/error-shape";
 import { sendError } from "../http/response";
-import { serveFetch, type HttpOptions } from "../http/serve";
+import { serveFetch, splitHeaders, type HttpOptions } from "../http/serve";
+import { filterProtocolHeader, offeredProtocols, serveWebSocket, type WebSocketOptions, type WebSocketTarget } from "../websocket/serve";
 import { parseQuery } from "../registry/query";
 import type { RegistryCore } from "../registry/core";
 import { FORWARD_HEADER } from "./signing";
@@ -18,7 +20,7 @@ export async function serveForwarded(core: RegistryCore, req: IncomingMessage, r
   const header = req.headers[FORWARD_HEADER];
   const claims = core.cluster!.verify(typeof header === "string" ? header : undefined);
   // The method is bound too; the path is the signed one (a proxy may normalize the URL's).
-  if (!claims || claims.method !== req.method) {
+  if (!claims || claims.socket || claims.method !== req.method) {
     sendError(res, new Forbidden("Forwarded request without a valid cluster signature"));
     return;
   }
@@ -40,4 +42,33 @@ export async function serveForwarded(core: RegistryCore, req: IncomingMessage, r
     forwarded: { origin: claims.origin },
     prepare: gateway ? dropInternalHeadersOf : undefined,
   }, http);
+}
+
+/**
+ * `GET {mount}/actors/cluster/websocket` upgrades: a socket another node accepted, authorized and
+ * relays here (cluster/socket-relay.ts). Only a valid socket signature opens it; anything else closes
+ * with 4403. The actor sees the client's origin, path and headers, as if the client were here.
+ */
+export function serveForwardedSocket(core: RegistryCore, ws: WsSocket, req: IncomingMessage, options: WebSocketOptions) {
+  const header = req.headers[FORWARD_HEADER];
+  const claims = core.cluster!.verify(typeof header === "string" ? header : undefined);
+  const { headers } = splitHeaders(req);
+  filterProtocolHeader(headers, offeredProtocols(req));
+  let target: WebSocketTarget | ActorError;
+  if (!claims?.socket) {
+    target = new Forbidden("Relayed WebSocket without a valid cluster signature");
+  } else {
+    try {
+      target = {
+        query: parseQuery({ getForId: { name: claims.name, actorId: claims.actorId } }),
+        params: undefined,
+        path: claims.path,
+        authBy: () => claims.auth,
+        forwarded: { origin: claims.origin },
+      };
+    } catch (err) {
+      target = err instanceof ActorError ? err : new Forbidden("Relayed WebSocket for an invalid actor");
+    }
+  }
+  void serveWebSocket(core, ws, req, headers, target, options);
 }

@@ -5,6 +5,7 @@ import { errors } from "../errors";
 import { log } from "../log";
 import { loadDriver } from "../stores/driver";
 import { createForwarder } from "./proxy";
+import { createSocketRelay } from "./socket-relay";
 import { verifyForward } from "./signing";
 import type { Cluster, ClusterHost, Lease, Owner } from "./types";
 
@@ -119,6 +120,7 @@ class RedisCluster implements Cluster {
   private readonly leases = new Map<string, HeldLease>();
   private readonly releases = new Set<Promise<unknown>>();
   private readonly forwarder;
+  private readonly relay;
   /** No lease is trusted past its last confirmation plus leaseMs minus this, nor a Redis call awaited longer. */
   private readonly margin: number;
   private readonly timeout: number;
@@ -139,6 +141,8 @@ class RedisCluster implements Cluster {
     this.margin = Math.min(1000, Math.floor(leaseMs / 5));
     this.timeout = Math.max(100, Math.min(2000, Math.floor(leaseMs / 4)));
     this.forwarder = createForwarder(secret);
+    // An owner that cannot finish a handshake within a lease is gone or frozen: the client retries.
+    this.relay = createSocketRelay(secret, leaseMs);
   }
 
   attach(host: ClusterHost) {
@@ -195,6 +199,7 @@ class RedisCluster implements Cluster {
 
   forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body) => this.forwarder.http(req, res, owner, claims, body);
   forwardFetch: Cluster["forwardFetch"] = (request, owner, claims) => this.forwarder.fetch(request, owner, claims);
+  forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers) => this.relay(client, request, owner, claims, closers);
 
   verify(token: string | undefined) {
     return verifyForward(this.secret, token);

@@ -36,10 +36,11 @@ export function verifyForward(secret: string, token: string | undefined, now = D
     return undefined;
   }
   if (signed?.v !== VERSION || typeof signed.exp !== "number" || signed.exp < now) return undefined;
-  const { actorId, name, auth, origin, method, path, via } = signed;
+  const { actorId, name, auth, origin, method, path, via, socket } = signed;
   if (![actorId, name, origin, method, path].every((field) => typeof field === "string")) return undefined;
   if (via !== undefined && via !== "gateway") return undefined;
-  return { actorId, name, auth, origin, method, path, ...(via && { via }) };
+  if (socket !== undefined && socket !== true) return undefined;
+  return { actorId, name, auth, origin, method, path, ...(via && { via }), ...(socket && { socket }) };
 }
 
 function mac(secret: string, payload: string): string {

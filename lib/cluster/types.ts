@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { ActorError } from "../errors";
 import type { ActorMeta } from "../stores/types";
+import type { SocketDriver, W3CWebSocket } from "../websocket/socket";
+
+/** The client's side of a relayed socket, as the edge accepted it. */
+export interface RelayedSocket {
+  socket: W3CWebSocket;
+  driver: SocketDriver;
+}
 
 /** This node's ownership of one actor: the fencing epoch it loads and saves with. */
 export interface Lease {
@@ -31,6 +38,8 @@ export interface ForwardClaims {
   path: string;
   /** Set when the edge served RivetKit's gateway (SPEC §10): the owner answers in its protocol. */
   via?: "gateway";
+  /** Set on a relayed WebSocket: such a token opens a socket and never serves an HTTP request, nor the reverse. */
+  socket?: true;
 }
 
 export interface ClusterHost {
@@ -54,6 +63,11 @@ export interface Cluster {
   forwardHttp(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array): void;
   /** The same hop for the server-side client. */
   forwardFetch(request: Request, owner: Owner, claims: ForwardClaims): Promise<Response>;
+  /**
+   * Relays an accepted socket (its W3C surface, events still held) to the owner's socket route, until
+   * either end closes; `closers` is where the registry's shutdown finds it.
+   */
+  forwardSocket(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>): void;
   /** The claims of a valid, unexpired signature; undefined for anything else. */
   verify(token: string | undefined): ForwardClaims | undefined;
   close(): Promise<void>;

@@ -1,7 +1,8 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
 import { ActorError, errors } from "../errors";
-import { RAW_WEBSOCKET_PATH } from "../protocol";
+import { CLUSTER_WEBSOCKET_PATH, RAW_WEBSOCKET_PATH } from "../protocol";
+import { serveForwardedSocket } from "../cluster/forwarded";
 import type { RegistryCore } from "../registry/core";
 import { sendError } from "../http/response";
 import { stripOrigin } from "../http/target";
@@ -10,7 +11,6 @@ import { filterProtocolHeader, offeredProtocols, readProtocolEntries, serveWebSo
 import type { ExpressWsRequest } from "./express-ws";
 import { upgradeInfo } from "./upgrade";
 import { warnMissingExpressWs } from "./without-express-ws";
-
 
 const SUFFIX = "/.websocket";
 
@@ -69,7 +69,13 @@ export function routeWebSocket(
   }
   const path = upgradePath(req);
   const q = path.indexOf("?");
-  if (!isUnder(q === -1 ? path : path.slice(0, q), RAW_WEBSOCKET_PATH)) {
+  const below = q === -1 ? path : path.slice(0, q);
+  if (core.cluster && isUnder(below, CLUSTER_WEBSOCKET_PATH)) {
+    req.wsHandled = true;
+    serveForwardedSocket(core, ws, req, options);
+    return true;
+  }
+  if (!isUnder(below, RAW_WEBSOCKET_PATH)) {
     next();
     return true;
   }

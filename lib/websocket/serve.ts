@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { WebSocket as WsSocket } from "ws";
-import { ActorError, publicError } from "../errors";
+import { OwnedElsewhere } from "../cluster/types";
+import { ActorError, errors, publicError } from "../errors";
 import type { Logger } from "../log";
 import type { SocketDriver, W3CWebSocket } from "./socket";
 import type { AuthBy, RegistryCore } from "../registry/core";
@@ -17,6 +18,8 @@ export interface WebSocketTarget {
   params: unknown;
   path: string;
   authBy: AuthBy;
+  /** Relayed here by another node (SPEC §9), whose origin the client used: served here or refused. */
+  forwarded?: { origin: string };
 }
 
 export interface WebSocketOptions {
@@ -37,11 +40,14 @@ const openSockets = new WeakMap<ActorInstance, number>();
 /** Actors whose socket limit was logged once already (per activation). */
 const warnedFull = new WeakSet<ActorInstance>();
 
-/** The close code and reason of SPEC §5 for anything thrown while setting up or running a socket. */
-export function closeFor(err: unknown): { code: number; reason: string } {
+/**
+ * The close code and reason of SPEC §5 for anything thrown while setting up or running a socket.
+ * In a cluster a node that shuts down asks clients to reconnect: another node takes over (SPEC §9).
+ */
+export function closeFor(err: unknown, clustered = false): { code: number; reason: string } {
   const { status, body } = publicError(err);
   if (status === 413) return { code: 1009, reason: "message_too_big" };
-  if (body.code === "shutting_down") return { code: 1001, reason: "shutting_down" };
+  if (body.code === "shutting_down") return clustered ? { code: 1012, reason: "service_restart" } : { code: 1001, reason: "shutting_down" };
   // The cluster's refusals (SPEC §9): the client should reconnect, possibly reaching the owner.
   if (status === 503 && CLUSTER_CODES.has(body.code)) return { code: 1012, reason: body.code };
   const code = REFUSAL_STATUSES.has(status) ? 4000 + status : 1011;
@@ -94,20 +100,22 @@ export async function serveWebSocket(
   target: WebSocketTarget | ActorError,
   options: WebSocketOptions,
 ): Promise<void> {
-  const forbidden = checkOrigin(req, options.isOriginAllowed);
+  const forwarded = target instanceof ActorError ? undefined : target.forwarded;
+  // A relayed socket's origin was checked by the node the client reached.
+  const forbidden = forwarded ? undefined : checkOrigin(req, options.isOriginAllowed);
   if (forbidden) {
-    refuse(ws, forbidden, core.log);
+    refuse(ws, forbidden, core);
     return;
   }
   let url: string;
   try {
-    url = actorUrl(originOf(req), target instanceof ActorError ? "/" : target.path);
+    url = actorUrl(forwarded?.origin ?? originOf(req), target instanceof ActorError ? "/" : target.path);
   } catch (err) {
-    refuse(ws, err, core.log);
+    refuse(ws, err, core);
     return;
   }
   if (target instanceof ActorError) {
-    refuse(ws, target, core.log);
+    refuse(ws, target, core);
     return;
   }
   const limits = options.limits ?? DEFAULT_LIMITS;
@@ -134,16 +142,27 @@ export async function runActorSocket(
   logger: { current: Logger } = { current: core.log },
   maxSockets = Infinity,
 ): Promise<void> {
+  const clustered = core.cluster !== undefined;
   if (target instanceof ActorError) {
-    const { code, reason } = closeFor(target);
+    const { code, reason } = closeFor(target, clustered);
     driver.fail(code, reason);
     return;
   }
   let entered;
   try {
-    entered = await core.enter(target.query, { request, params: target.params, intent: "websocket", authBy: target.authBy });
+    entered = await core.enter(target.query, {
+      request,
+      params: target.params,
+      intent: "websocket",
+      authBy: target.authBy,
+      forwarded: target.forwarded !== undefined,
+    });
   } catch (err) {
-    const { code, reason } = closeFor(err);
+    if (err instanceof OwnedElsewhere) {
+      relayToOwner(core, socket, driver, request, target, err);
+      return;
+    }
+    const { code, reason } = closeFor(err, clustered);
     driver.fail(code, reason);
     return;
   }
@@ -151,7 +170,8 @@ export async function runActorSocket(
   // A shutdown that began while the actor was activating has already closed the sockets it knew of.
   if (core.shuttingDown) {
     instance.release();
-    driver.fail(1001, "shutting_down");
+    const { code, reason } = closeFor(errors.shuttingDown(), clustered);
+    driver.fail(code, reason);
     return;
   }
   const sockets = openSockets.get(instance) ?? 0;
@@ -209,9 +229,22 @@ export async function runActorSocket(
   driver.start();
 }
 
-function refuse(ws: WsSocket, err: unknown, logger: Logger) {
-  if (!(err instanceof ActorError)) logger.error({ err }, "unexpected error");
+/** Another node owns the actor: the socket goes on to it, with what onAuth decided here. */
+function relayToOwner(core: RegistryCore, socket: W3CWebSocket, driver: SocketDriver, request: Request, target: WebSocketTarget, to: OwnedElsewhere) {
+  const claims = {
+    actorId: to.meta.actorId,
+    name: to.meta.name,
+    auth: to.auth,
+    origin: new URL(request.url).origin,
+    method: "GET",
+    path: target.path,
+  };
+  core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers);
+}
+
+function refuse(ws: WsSocket, err: unknown, core: RegistryCore) {
+  if (!(err instanceof ActorError)) core.log.error({ err }, "unexpected error");
   ws.on("error", noop);
-  const { code, reason } = closeFor(err);
+  const { code, reason } = closeFor(err, core.cluster !== undefined);
   ws.close(code, reason);
 }

@@ -21,6 +21,11 @@ export interface SocketDriver {
   start(): void;
   /** Closes without the public validation, for library codes such as 4404 or 1011. */
   fail(code: number, reason: string): void;
+  /** Stops and restarts reading from the transport: a relay's backpressure. */
+  pause(): void;
+  resume(): void;
+  /** Calls `done` once, as soon as bufferedAmount is at most `below` (at once if it already is). */
+  whenDrained(below: number, done: () => void): void;
 }
 
 export interface SocketInit {
@@ -96,6 +101,7 @@ export class W3CWebSocket extends EventTarget {
   #origin: string;
   #onListenerError?: (err: unknown) => void;
   #failed = false;
+  #drained: { below: number; done: () => void } | undefined;
 
   constructor(init: SocketInit) {
     super();
@@ -220,6 +226,11 @@ export class W3CWebSocket extends EventTarget {
       this.#inFlightHead = 0;
     }
     if (!err) this.#bufferedAmount -= size;
+    const drained = this.#drained;
+    if (drained !== undefined && this.#bufferedAmount <= drained.below) {
+      this.#drained = undefined;
+      drained.done();
+    }
   };
 
   /**
@@ -460,6 +471,12 @@ export class W3CWebSocket extends EventTarget {
         this.#resumeHeld();
       },
       fail: (code, reason) => this.#fail(code, reason),
+      pause: () => this.#transport.pause?.(),
+      resume: () => this.#transport.resume?.(),
+      whenDrained: (below, done) => {
+        if (this.#bufferedAmount <= below) done();
+        else this.#drained = { below, done };
+      },
     };
   }
 }

@@ -6,7 +6,7 @@ import type { WebSocket as WsSocket } from "ws";
 import { publicError } from "../errors";
 import { gatewayError } from "../gateway/errors";
 import type { ErrorShape } from "../http/error-shape";
-import { RAW_WEBSOCKET_PATH } from "../protocol";
+import { CLUSTER_WEBSOCKET_PATH, RAW_WEBSOCKET_PATH } from "../protocol";
 import { refuseIfUnclaimed, refuseWithoutExpressWs, servedWithoutExpressWs } from "./without-express-ws";
 import { pauseWs, resumeWs, warnUnsupportedWs } from "./ws-compat";
 
@@ -108,7 +108,7 @@ function isGatewayOffer(protocols: string[]): boolean {
  * gateway (SPEC §10); undefined for any other path.
  */
 function actorRouteShape(pathname: string, protocols: string[]): ErrorShape | undefined {
-  if (pathname.includes(RAW_WEBSOCKET_PATH)) return publicError;
+  if (pathname.includes(RAW_WEBSOCKET_PATH) || pathname.includes(CLUSTER_WEBSOCKET_PATH)) return publicError;
   if (isGatewayOffer(protocols) && GATEWAY_SOCKET.test(pathname)) return gatewayError;
   return undefined;
 }
