@@ -13,6 +13,8 @@ export interface NodeEnv {
   PG_URL: string;
   LEASE_MS?: string;
   SLEEP_MS?: string;
+  /** Set: counters log each activation in the table activation_log (see fixtures/cluster-node.ts). */
+  ACTIVATION_LOG?: string;
   /** "8": express-ws on ws 8 too (fixtures/pin-ws.cjs); unset, it keeps its own ws 7. */
   PIN_WS?: string;
 }
@@ -30,8 +32,9 @@ export class ClusterNode {
     proc.stderr!.on("data", (chunk) => (this.stderr += chunk));
   }
 
-  static async start(name: string, env: NodeEnv): Promise<ClusterNode> {
-    const port = await freePort();
+  /** Starts a node; `port` restarts one on the port it had (what a deploy does). */
+  static async start(name: string, env: NodeEnv, port?: number): Promise<ClusterNode> {
+    port ??= await freePort();
     const proc = spawn(process.execPath, ["--expose-gc", "-r", PIN_WS, "--import", "tsx", FIXTURE], {
       env: { ...process.env, ...env, NODE_NAME: name, PORT: String(port), SECRET, EXPRESS_ACTORS_LOG: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
