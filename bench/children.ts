@@ -86,6 +86,13 @@ export class Child {
     return (await reply).micros;
   }
 
+  /** Heap used and RSS after a full GC (the child runs with --expose-gc); cluster-ws-node.ts answers it. */
+  async heap(): Promise<{ heapUsed: number; rss: number }> {
+    const reply = this.message("heap", 30_000);
+    this.process.send("heap");
+    return reply;
+  }
+
   /** Closes the IPC channel (children exit on disconnect, so profiles get written), then kills if needed. */
   async stop(graceMs = 10_000): Promise<void> {
     if (this.process.connected) this.process.disconnect();

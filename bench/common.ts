@@ -11,7 +11,8 @@ export type ChildMessage =
   | { type: "ready"; port: number }
   | { type: "cpu"; micros: number }
   | { type: "activation"; cold: Summary; warm: Summary; budgetHit: boolean }
-  | { type: "memory"; live: number; heapPerActor: number; rssPerActor: number; activationMs: number };
+  | { type: "memory"; live: number; heapPerActor: number; rssPerActor: number; activationMs: number }
+  | { type: "heap"; heapUsed: number; rss: number };
 
 /** Nearest-rank percentiles; sorts `values` in place. */
 export function summarize(values: number[]): Summary {

@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Redis } from "ioredis";
+import WebSocket from "ws";
 import { Pool } from "pg";
 import { Child, pinLoadGenerator } from "./children";
 import { msSince, summarize } from "./common";
@@ -25,6 +26,9 @@ const MEMORY_ACTORS = quick ? [10_000] : [10_000, 100_000];
 const SOCKET_COUNTS = [1, 50];
 const BAR_SOCKETS = 50;
 const PERSISTENCE_CLIENTS = 50;
+/** Idle sockets held across two cluster nodes (the rooms are opened first, on the owner). */
+const HELD_SOCKETS = quick ? 2_000 : 10_000;
+const HELD_ROOMS = 100;
 /** The database the run makes its own database in (and drops it from). */
 const PG_ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
@@ -257,6 +261,86 @@ async function hopCases() {
   return { direct, hop };
 }
 
+/**
+ * Two cluster nodes with an echo actor: the sockets of one actor sent to its owner, and sent to the
+ * other node, which relays each to the owner. CPU is the pair's in both cases.
+ */
+async function socketHopCases() {
+  const benchmark = `Cluster, WebSocket echo, ${BAR_SOCKETS} sockets`;
+  const servers = [0, 1].map((i) => new Child("cluster-ws-node.ts", [i === 0 ? "owner" : "edge"]));
+  const protocols = wsProtocols("echo", "hop");
+  const round = (host: string, seconds: number) => wsRound(`ws://${host}/registry/actors/raw/websocket/`, protocols, BAR_SOCKETS, seconds);
+  const labels = ["(a) onWebSocket, sockets to the owner", "(b) the same relayed by the other node: edge → owner"];
+  const [direct, hop] = await rounds(
+    benchmark,
+    servers,
+    [
+      { label: labels[0], round, server: 0, cpuOf: [0, 1] },
+      { label: labels[1], round, server: 1, cpuOf: [0, 1] },
+    ],
+    // A first round trip on the owner makes it the owner.
+    async ([owner]) => void (await wsRound(`ws://${owner}/registry/actors/raw/websocket/`, protocols, 1, 0.05)),
+  );
+  addRate(benchmark, labels[0], direct, "msg/s", direct);
+  addRate(benchmark, labels[1], hop, "msg/s", direct);
+}
+
+/**
+ * Idle sockets held by two cluster nodes: half of the clients on the owner of every actor, half on
+ * the other node, which relays each. Memory per socket on each, after a full GC.
+ */
+async function heldSocketCases() {
+  const benchmark = "Cluster, idle WebSockets";
+  const label = `${count(HELD_SOCKETS)} sockets on ${HELD_ROOMS} actors, half relayed by an edge`;
+  const r = await attempt(benchmark, label, async () => {
+    const owner = new Child("cluster-ws-node.ts", ["owner"], ["--expose-gc"]);
+    const edge = new Child("cluster-ws-node.ts", ["edge"], ["--expose-gc"]);
+    const clients: WebSocket[] = [];
+    try {
+      const [ownerPort, edgePort] = await Promise.all([owner, edge].map(async (c) => (await c.message("ready", 30_000)).port));
+      const url = (port: number) => `ws://127.0.0.1:${port}/registry/actors/raw/websocket/`;
+      const open = async (port: number, room: number) => {
+        const ws = new WebSocket(url(port), wsProtocols("echo", `room-${room}`));
+        clients.push(ws);
+        await new Promise<void>((resolve, reject) => {
+          ws.once("open", () => resolve());
+          ws.once("error", reject);
+          ws.once("close", (code) => reject(new Error(`a socket closed with ${code} while opening`)));
+        });
+      };
+      // The owner takes every actor first; its memory is measured with them awake and idle.
+      for (let room = 0; room < HELD_ROOMS; room++) await open(ownerPort, room);
+      const before = await Promise.all([owner.heap(), edge.heap()]);
+      const half = (HELD_SOCKETS - HELD_ROOMS) / 2;
+      for (const port of [ownerPort, edgePort]) {
+        for (let opened = 0; opened < half; opened += 250) {
+          await Promise.all(Array.from({ length: Math.min(250, half - opened) }, (_, i) => open(port, (opened + i) % HELD_ROOMS)));
+        }
+      }
+      // Still alive through the edge: one echo on the last relayed socket.
+      const last = clients[clients.length - 1];
+      await new Promise<void>((resolve) => {
+        last.once("message", () => resolve());
+        last.send("still there");
+      });
+      const after = await Promise.all([owner.heap(), edge.heap()]);
+      const ownerSockets = HELD_SOCKETS - HELD_ROOMS;
+      return {
+        owner: { heap: (after[0].heapUsed - before[0].heapUsed) / ownerSockets, rss: (after[0].rss - before[0].rss) / ownerSockets },
+        edge: { heap: (after[1].heapUsed - before[1].heapUsed) / half, rss: (after[1].rss - before[1].rss) / half },
+      };
+    } finally {
+      for (const ws of clients) ws.terminate();
+      await Promise.all([owner.stop(), edge.stop()]);
+    }
+  });
+  if (!r) return;
+  const row = (who: string, m: { heap: number; rss: number }) =>
+    rows.push({ benchmark, case: `${label}: ${who}`, result: `heap ${kib(m.heap)}, RSS ${kib(m.rss)}`, ratio: "", p50: "", p99: "" });
+  row("the owner, per socket it serves", r.owner);
+  row("the edge, per socket it relays", r.edge);
+}
+
 async function activationCases() {
   const benchmark = "Activation, in process";
   const coldMedians = new Map<StoreKind, number>();
@@ -407,6 +491,8 @@ async function main() {
   try {
     storeRatios = await persistenceCases();
     hop = await hopCases();
+    await socketHopCases();
+    await heldSocketCases();
     coldMedians = await activationCases();
   } finally {
     await cleanupServices();
@@ -485,7 +571,11 @@ async function main() {
       "on the machine's Redis under the run's key prefix; (a) sends the router's requests for one actor to the " +
       "node that owns it, (b) to the other node, whose every request reads the actor's record and its lease in " +
       "Redis, then goes to the owner through http-proxy-middleware (keep-alive). CPU per op is the two nodes' " +
-      "together in both cases (Redis's own CPU is not counted); busy is that over one core.",
+      "together in both cases (Redis's own CPU is not counted); busy is that over one core. The WebSocket " +
+      "rows do the same with sockets: (b)'s sockets open on the other node, which relays every message to the " +
+      "owner and back. Idle sockets: the owner takes every actor first; then half of the sockets open on it and " +
+      "half on the edge; heap and RSS deltas after a full GC, per socket the owner serves (direct or relayed) " +
+      "and per socket the edge relays (its client's socket plus its own to the owner).",
     `- Persistence: ${PERSISTENCE_CLIENTS} autocannon connections, each on a counter actor of its own, every ` +
       "request changes the state, so every reply waits for its save. PostgreSQL and Redis are the machine's " +
       "(127.0.0.1), in a database and a key prefix of the run's own; SQLite and files in a temp directory.",
