@@ -140,6 +140,30 @@ function request(port: number, key: string, method = "POST"): Promise<Reply> {
   });
 }
 
+/** A socket to the counter `key` through the shared port, with its messages (JSON) and its close kept. */
+class Socket {
+  readonly ws: WebSocket;
+  private readonly messages: Reply["body"][] = [];
+  readonly closed: Promise<[number, string]>;
+
+  constructor(port: number, key: string) {
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/registry/actors/raw/websocket/`, {
+      headers: { "x-rivetkit-actor-query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: [key] } }) },
+    });
+    this.ws.on("message", (data) => this.messages.push(JSON.parse(String(data))));
+    this.ws.on("error", () => {});
+    this.closed = new Promise((resolve) => this.ws.once("close", (code, reason) => resolve([code, String(reason)])));
+  }
+
+  next(): Promise<Reply["body"]> {
+    return eventually(async () => {
+      if (this.messages.length) return this.messages.shift()!;
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error(`closed with ${(await this.closed).join(" ")} before a message`);
+      return undefined;
+    }, 15_000, "a message");
+  }
+}
+
 /** How many leases are held under `prefix`, and the pids in the node records (heartbeats) there. */
 async function clusterKeys(prefix: string): Promise<{ leases: number; nodes: number[] }> {
   const redis = new Redis(REDIS_URL);
@@ -214,25 +238,39 @@ describeWithService("postgres", "node:cluster: two workers on one public port (d
       for (const reply of replies) expect(reply.body.activations).toEqual([owner]);
     });
 
-    test("each worker's own port serves the same app: the owner's WebSockets, and 403 for an unsigned forward", async () => {
+    test("each worker listens on a port of its own, which it advertises; it refuses an unsigned forward with 403", async () => {
       const { body } = await request(port, key, "GET");
       const own = primaries[0].workers().get(body.owner)!.advertise!;
       expect(own).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/registry$/);
-      expect(new URL(own).port).not.toBe(String(port));
-
-      const socket = new WebSocket(`${own.replace("http", "ws")}/actors/raw/websocket/`, {
-        headers: { "x-rivetkit-actor-query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: [key] } }) },
-      });
-      const greeting = await new Promise<string>((resolve, reject) => {
-        socket.once("message", (data) => resolve(String(data)));
-        socket.once("error", reject);
-      });
-      expect(JSON.parse(greeting)).toEqual({ count: expected, owner: body.owner });
-      socket.close();
+      const ports = [...primaries[0].workers().values()].map((w) => new URL(w.advertise!).port);
+      expect(new Set([...ports, String(port)]).size).toBe(3);
 
       const forged = await fetch(`${own}/actors/cluster/http/inc`, { method: "POST" });
       expect(forged.status).toBe(403);
       expect(await forged.json()).toMatchObject({ code: "forbidden" });
+    });
+
+    test("WebSockets through the shared port reach the one owner from both workers, relayed by the other's own port", async () => {
+      const workers = [...primaries[0].workers().keys()];
+      const sockets = Array.from({ length: 4 }, () => new Socket(port, key));
+      const greetings = await Promise.all(sockets.map((socket) => socket.next()));
+      expect(new Set(greetings.map((g) => g.edge))).toEqual(new Set(workers));
+      const owner = greetings[0].owner;
+      for (const greeting of greetings) expect(greeting).toEqual({ count: expected, edge: greeting.edge, owner });
+
+      // One message on each socket counts one, in the same actor as the HTTP requests.
+      const counts: number[] = [];
+      for (const socket of sockets) {
+        socket.ws.send("inc");
+        counts.push((await socket.next()).count);
+      }
+      expect(counts).toEqual([1, 2, 3, 4].map((n) => expected + n));
+      expected += 4;
+      for (const socket of sockets) socket.ws.close(1000);
+      for (const socket of sockets) expect((await socket.closed)[0]).toBe(1000);
+      // An HTTP write saves the state before it answers, the socket messages' changes with it.
+      const { body } = await request(port, key);
+      expect([body.count, body.owner]).toEqual([++expected, owner]);
     });
 
     test("a worker killed with SIGKILL is forked again; after its lease the counter goes on from its last count", async () => {
@@ -275,7 +313,7 @@ describeWithService("postgres", "node:cluster: two workers on one public port (d
       for (const reply of replies) expect(reply.body.activations).toEqual([killed, first.body.owner]);
     });
 
-    test("SIGTERM to the primary: the workers shut down cleanly and release their leases; a new cluster serves at once", async () => {
+    test("SIGTERM to the primary: the workers close their sockets with 1012, shut down cleanly and release their leases; a new cluster serves at once", async () => {
       const primary = primaries[0];
       const workers = [...primary.workers().keys()];
       // Both workers own an actor: each takes the lease of the keys it receives first.
@@ -290,10 +328,16 @@ describeWithService("postgres", "node:cluster: two workers on one public port (d
       expect(before.leases).toBeGreaterThanOrEqual(3);
       expect(before.nodes).toEqual(expect.arrayContaining(workers));
 
+      // Open sockets, one accepted by each worker: a drain closes both with 1012, so clients reconnect.
+      const sockets = [new Socket(port, key), new Socket(port, key)];
+      const greetings = await Promise.all(sockets.map((socket) => socket.next()));
+      expect(new Set(greetings.map((g) => g.edge))).toEqual(new Set(workers));
+
       const logged = primary.stderr.length;
       primary.signal("SIGTERM");
       expect(await primary.exit).toEqual({ code: 0, signal: null });
       expect(primary.stderr.slice(logged)).toBe("");
+      for (const socket of sockets) expect(await socket.closed).toEqual([1012, "service_restart"]);
       for (const pid of workers) {
         expect(primary.events).toContainEqual({ msg: "worker exited", pid: primary.pid, worker: pid, code: 0, signal: null });
         expect(alive(pid)).toBe(false);

@@ -16,7 +16,10 @@ import { postgresStore } from "express-actors/stores/postgres";
 const env = process.env;
 const log = (msg: string, fields: object = {}) => console.log(JSON.stringify({ msg, pid: process.pid, ...fields }));
 
-/** Counts POSTs; shows which worker received the request (onAuth runs there) and which one runs the actor. */
+/**
+ * Counts POSTs and socket messages; shows which worker received the request or socket (onAuth runs
+ * there) and which one runs the actor.
+ */
 const counter = actor({
   state: { count: 0, activations: [] as number[] },
   onStart: (c) => {
@@ -27,7 +30,14 @@ const counter = actor({
     if (request.method === "POST") c.state.count++;
     return Response.json({ ...c.state, edge: auth?.edge, owner: process.pid });
   },
-  onWebSocket: (c, ws) => ws.send(JSON.stringify({ count: c.state.count, owner: process.pid })),
+  onWebSocket: (c, ws, { auth }) => {
+    const reply = () => ws.send(JSON.stringify({ count: c.state.count, edge: auth?.edge, owner: process.pid }));
+    reply();
+    ws.addEventListener("message", () => {
+      c.state.count++;
+      reply();
+    });
+  },
 });
 
 function primary() {
