@@ -36,18 +36,22 @@ describe("registry.shutdown() with a streaming response open", () => {
     const server = await listen(app);
     try {
       const query = JSON.stringify({ getOrCreateForKey: { name: "feed", key: ["a"] } });
+      let firstChunk!: () => void;
+      const streaming = new Promise<void>((resolve) => (firstChunk = resolve));
       const outcome = new Promise<{ ended: boolean; aborted: boolean; text: string }>((resolve) => {
         http.get(`${server.url}/registry/actors/raw/http/events`, { headers: { "x-rivetkit-actor-query": query } }, (res) => {
           let text = "";
           res.setEncoding("utf8");
           res.on("data", (chunk: string) => {
             text += chunk;
+            firstChunk();
           });
           res.on("end", () => resolve({ ended: true, aborted: false, text }));
           res.on("aborted", () => resolve({ ended: false, aborted: true, text }));
         });
       });
-      await new Promise((r) => setTimeout(r, 100));
+      // Shut down mid-stream: once a tick has arrived, however slow the machine.
+      await within(streaming, "the first tick", 10_000);
       let streamEndedFirst = false;
       void outcome.then(() => (streamEndedFirst = true));
       await registry.shutdown();
