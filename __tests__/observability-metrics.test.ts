@@ -116,6 +116,10 @@ describe.each(expressVersions)("prom-client metrics on $label", ({ express }) =>
     expect(v("express_actors_state_saves_total", { actor: "counter", result: "error" })).toBe(1);
     expect(v("express_actors_state_saves_total", { actor: "counter", result: "fenced" })).toBeUndefined();
     expect(v("express_actors_state_saves_total", { actor: "fenced", result: "fenced" })).toBe(1);
+    // A fenced save means another owner has the actor: it stops here, counted as a lost lease, not a sleep.
+    expect(v("express_actors_cluster_lease_losses_total", { actor: "fenced", cause: "fenced" })).toBe(1);
+    expect(v("express_actors_sleeps_total", { actor: "fenced" })).toBeUndefined();
+    expect(v("express_actors_live_actors", { actor: "fenced" })).toBe(0);
     // {"n":1} … {"n":4} for "a", {"n":1} for "b": seven bytes each.
     expect(v("express_actors_state_save_bytes_sum", { actor: "counter" })).toBe(35);
     expect(v("express_actors_state_save_bytes_count", { actor: "counter" })).toBe(5);

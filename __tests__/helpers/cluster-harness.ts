@@ -32,10 +32,10 @@ export class ClusterNode {
     proc.stderr!.on("data", (chunk) => (this.stderr += chunk));
   }
 
-  /** Starts a node; `port` restarts one on the port it had (what a deploy does). */
-  static async start(name: string, env: NodeEnv, port?: number): Promise<ClusterNode> {
+  /** Starts a node; `port` restarts one on the port it had (what a deploy does); `fixture` runs another node program. */
+  static async start(name: string, env: NodeEnv, port?: number, fixture = FIXTURE): Promise<ClusterNode> {
     port ??= await freePort();
-    const proc = spawn(process.execPath, ["--expose-gc", "-r", PIN_WS, "--import", "tsx", FIXTURE], {
+    const proc = spawn(process.execPath, ["--expose-gc", "-r", PIN_WS, "--import", "tsx", fixture], {
       env: { ...process.env, ...env, NODE_NAME: name, PORT: String(port), SECRET, EXPRESS_ACTORS_LOG: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -1,4 +1,4 @@
-import type { Lease } from "../cluster/types";
+import type { Lease, LeaseLossCause } from "../cluster/types";
 import { ActorError, errors } from "../errors";
 import type { Logger } from "../log";
 import type { ActorMeta, StateStore } from "../stores/types";
@@ -83,8 +83,8 @@ export class ActorInstance {
   private sleepTimerMs = 0;
   private sleepRequested = false;
   private stopping?: Promise<boolean>;
-  /** Set once the cluster lease is gone: nothing this instance still does may count. */
-  private lost = false;
+  /** Set once the cluster lease is gone, to why: nothing this instance still does may count. */
+  lostBy?: LeaseLossCause;
   /** What ends this actor's open streams and sockets when its lease is lost; made on first use. */
   private closers?: Set<() => void>;
 
@@ -243,7 +243,7 @@ export class ActorInstance {
         if (isFenced(err)) {
           // A newer owner has loaded this actor: retrying can never succeed, and serving must stop.
           this.log.warn("a save was fenced off: another node owns this actor now");
-          this.loseLease();
+          this.loseLease("fenced");
           throw err;
         }
         this.saveFailed(err);
@@ -269,7 +269,7 @@ export class ActorInstance {
   acquire(): boolean {
     if (this.status !== "running") return false;
     if (this.lease && !this.lease.valid()) {
-      this.loseLease();
+      this.loseLease("lapsed");
       return false;
     }
     // The sleep timer stays armed: sleepIfIdle ignores a busy actor, and release() re-arms it.
@@ -305,7 +305,7 @@ export class ActorInstance {
         await this.save();
       } catch {
         response?.body?.cancel().catch(noop);
-        throw this.lost ? errors.leaseLost() : errors.stateSaveFailed();
+        throw this.lostBy ? errors.leaseLost() : errors.stateSaveFailed();
       }
     }
     if (failure) throw failure;
@@ -361,9 +361,9 @@ export class ActorInstance {
   }
 
   /** The cluster lease is gone (lapsed, taken, or a save was fenced): stop serving at once. */
-  loseLease() {
-    if (this.lost) return;
-    this.lost = true;
+  loseLease(cause: LeaseLossCause) {
+    if (this.lostBy) return;
+    this.lostBy = cause;
     if (this.status === "stopped") return;
     if (this.stopping) {
       // A sleep or shutdown in progress finishes on its own; its saves are fenced if they are late.
@@ -386,7 +386,7 @@ export class ActorInstance {
    * either way: the store takes it if no newer owner has loaded yet, and refuses it otherwise.
    */
   private async dropLost(): Promise<boolean> {
-    this.log.warn("stopped serving: this node's lease on the actor is gone");
+    this.log.warn({ cause: this.lostBy }, "stopped serving: this node's lease on the actor is gone");
     for (const close of [...(this.closers ?? [])]) close();
     if (this.dirty) await this.save().catch(noop);
     this.finish();

@@ -4,17 +4,18 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RequestHandler } from "http-proxy-middleware";
 import { errorResponse, errors } from "../errors";
 import { sendError } from "../http/response";
-import { log } from "../log";
+import type { Logger } from "../log";
 import { CLUSTER_HTTP_PATH } from "../protocol";
 import { loadDriver } from "../stores/driver";
 import { FORWARD_HEADER, signForward } from "./signing";
-import type { ForwardClaims, Owner } from "./types";
+import type { ForwardClaims, HopWatch, Owner } from "./types";
 
 /** One request on its way to the owner. */
 interface Hop {
   target: string;
   owner: Owner;
   body?: Uint8Array;
+  watch?: HopWatch;
 }
 
 type Res = ServerResponse & { flush?: () => void };
@@ -28,7 +29,7 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "tra
  * chunk (flushed, so SSE passes per event through compression()), and a client that leaves
  * closes the hop, which cancels the owner's stream.
  */
-export function createForwarder(secret: string) {
+export function createForwarder(secret: string, log: () => Logger) {
   const { createProxyMiddleware } = loadDriver<typeof import("http-proxy-middleware")>("http-proxy-middleware", "redisCluster");
   const hops = new WeakMap<IncomingMessage, Hop>();
   const agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
@@ -48,7 +49,8 @@ export function createForwarder(secret: string) {
             if (!res.writableFinished) proxyReq.destroy();
           });
         },
-        proxyRes(proxyRes, _req, res) {
+        proxyRes(proxyRes, req, res) {
+          hops.get(req)?.watch?.done(proxyRes.statusCode ?? 502);
           relay(proxyRes, res as Res);
         },
         error(err, req, res) {
@@ -58,8 +60,9 @@ export function createForwarder(secret: string) {
             return;
           }
           const response = res as ServerResponse;
+          hop?.watch?.done(response.destroyed ? "cancelled" : "unreachable");
           if (response.destroyed) return;
-          log.warn({ err }, `forwarding to ${hop?.owner.url ?? "the owner"} failed`);
+          log().warn({ err }, `forwarding to ${hop?.owner.url ?? "the owner"} failed`);
           sendError(response, errors.ownerUnreachable(hop?.owner.retryAfter ?? 1));
         },
       },
@@ -68,14 +71,16 @@ export function createForwarder(secret: string) {
   const secure = proxyFor(agents[1]);
 
   return {
-    http(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array) {
+    http(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array, watch?: HopWatch) {
       if (owner.url === undefined) {
+        watch?.done("unreachable");
         sendError(res, errors.ownerUnreachable(owner.retryAfter));
         return;
       }
       const target = new URL(owner.url);
-      hops.set(req, { target: target.origin, owner, body });
+      hops.set(req, { target: target.origin, owner, body, watch });
       req.url = internalPath(target);
+      if (watch?.headers) Object.assign(req.headers, watch.headers);
       req.headers[FORWARD_HEADER] = signForward(secret, claims);
       if (body) {
         // What a parser read comes back decoded and whole.
@@ -85,18 +90,23 @@ export function createForwarder(secret: string) {
       }
       const proxy = target.protocol === "https:" ? secure : plain;
       proxy(req, res, (err?: unknown) => {
-        log.error({ err }, "the forwarding proxy failed");
+        watch?.done("unreachable");
+        log().error({ err }, "the forwarding proxy failed");
         sendError(res, errors.ownerUnreachable(owner.retryAfter));
       });
     },
 
-    async fetch(request: Request, owner: Owner, claims: ForwardClaims): Promise<Response> {
-      if (owner.url === undefined) return errorResponse(errors.ownerUnreachable(owner.retryAfter));
+    async fetch(request: Request, owner: Owner, claims: ForwardClaims, watch?: HopWatch): Promise<Response> {
+      if (owner.url === undefined) {
+        watch?.done("unreachable");
+        return errorResponse(errors.ownerUnreachable(owner.retryAfter));
+      }
       const headers = new Headers(request.headers);
+      for (const [name, value] of Object.entries(watch?.headers ?? {})) headers.set(name, value);
       headers.set(FORWARD_HEADER, signForward(secret, claims));
       const target = new URL(owner.url);
       try {
-        return await fetch(target.origin + internalPath(target), {
+        const response = await fetch(target.origin + internalPath(target), {
           method: request.method,
           headers,
           body: request.body,
@@ -104,8 +114,11 @@ export function createForwarder(secret: string) {
           signal: request.signal,
           duplex: "half",
         } as RequestInit);
+        watch?.done(response.status);
+        return response;
       } catch (err) {
-        log.warn({ err }, `forwarding to ${owner.url} failed`);
+        watch?.done(request.signal.aborted ? "cancelled" : "unreachable");
+        log().warn({ err }, `forwarding to ${owner.url} failed`);
         return errorResponse(errors.ownerUnreachable(owner.retryAfter));
       }
     },

@@ -2,12 +2,12 @@ import { createHash, randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { errors } from "../errors";
-import { log } from "../log";
+import { log, type Logger } from "../log";
 import { loadDriver } from "../stores/driver";
 import { createForwarder } from "./proxy";
 import { createSocketRelay } from "./socket-relay";
 import { verifyForward } from "./signing";
-import type { Cluster, ClusterHost, Lease, Owner } from "./types";
+import type { Cluster, ClusterHost, Lease, LeaseLossCause, Owner } from "./types";
 
 export interface RedisClusterOptions {
   /** A `redis://` URL; the cluster makes its own client and quits it at shutdown. */
@@ -30,9 +30,11 @@ const RENEW_BATCH = 500;
 
 /** Scripts for the steps whose check and write must not be split. */
 const SCRIPTS = {
-  // KEYS: lease, epoch counter. ARGV: node id, lease ms, node key prefix.
-  // Returns {1, lease value, epoch} once taken, else {0, holder value, ms left, holder's node record}.
+  // KEYS: lease, epoch counter, holder. ARGV: node id, lease ms, node key prefix.
+  // Returns {1, lease value, epoch, takeover} once taken, else {0, holder value, ms left, holder's node record}.
   // The epoch is at least Redis's clock in ms, so it keeps growing even if Redis loses the counter.
+  // The holder key outlives an expired lease (a release deletes it): a takeover is a claim that finds
+  // another node's there.
   claim: `
     local current = redis.call('GET', KEYS[1])
     if current and string.sub(current, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
@@ -48,7 +50,11 @@ const SCRIPTS = {
     end
     local value = ARGV[1] .. ' ' .. string.format('%d', epoch)
     redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-    return {1, value, string.format('%d', epoch)}`,
+    local before = redis.call('GET', KEYS[3])
+    redis.call('SET', KEYS[3], value)
+    local takeover = 0
+    if before and string.sub(before, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then takeover = 1 end
+    return {1, value, string.format('%d', epoch), takeover}`,
   // KEYS: this node's record, then leases. ARGV: lease ms, record, record ms, then each lease's value.
   // The heartbeat and every renewal in one round trip; returns 1 or 0 per lease.
   renew: `
@@ -63,8 +69,9 @@ const SCRIPTS = {
       end
     end
     return kept`,
-  // KEYS: lease. ARGV: its value. Compare and delete: never someone else's lease.
+  // KEYS: lease, holder. ARGV: its value. Compare and delete: never someone else's lease.
   release: `
+    if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
     if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
     return 0`,
 };
@@ -83,6 +90,7 @@ class HeldLease implements Lease {
     readonly value: string,
     readonly epoch: number,
     validUntil: number,
+    readonly takeover: boolean,
   ) {
     this.validUntil = validUntil;
   }
@@ -110,8 +118,9 @@ export function redisCluster(options: RedisClusterOptions): Cluster {
     throw new TypeError(`redisCluster: \`leaseMs\` must be an integer of at least ${MIN_LEASE_MS}`);
   }
   if (typeof prefix !== "string") throw new TypeError("redisCluster: `prefix` must be a string");
-  const client = given ?? ownClient(url!);
-  return new RedisCluster(client, given === undefined, advertise, secret, leaseMs, prefix);
+  let cluster: RedisCluster | undefined;
+  const client = given ?? ownClient(url!, () => cluster?.logger ?? log);
+  return (cluster = new RedisCluster(client, given === undefined, advertise, secret, leaseMs, prefix));
 }
 
 class RedisCluster implements Cluster {
@@ -140,9 +149,18 @@ class RedisCluster implements Cluster {
   ) {
     this.margin = Math.min(1000, Math.floor(leaseMs / 5));
     this.timeout = Math.max(100, Math.min(2000, Math.floor(leaseMs / 4)));
-    this.forwarder = createForwarder(secret);
+    this.forwarder = createForwarder(secret, () => this.logger);
     // An owner that cannot finish a handshake within a lease is gone or frozen: the client retries.
     this.relay = createSocketRelay(secret, leaseMs);
+  }
+
+  get node() {
+    return this.advertise;
+  }
+
+  /** The registry's logger once attached: its lines carry `node`. */
+  get logger(): Logger {
+    return this.host?.log ?? log;
   }
 
   attach(host: ClusterHost) {
@@ -152,9 +170,10 @@ class RedisCluster implements Cluster {
     this.heartbeat = setInterval(beat, Math.floor(this.leaseMs / 3));
     this.heartbeat.unref();
     beat();
+    this.logger.debug({ nodeId: this.nodeId }, "joined the cluster");
   }
 
-  private key(kind: "lease" | "epoch" | "node", id: string) {
+  private key(kind: "lease" | "epoch" | "holder" | "node", id: string) {
     return `${this.prefix}${kind}:${id}`;
   }
 
@@ -163,17 +182,17 @@ class RedisCluster implements Cluster {
     const sent = performance.now();
     let reply: Array<string | number | null>;
     try {
-      reply = await this.run("claim", [this.key("lease", actorId), this.key("epoch", actorId)], [
+      reply = await this.run("claim", [this.key("lease", actorId), this.key("epoch", actorId), this.key("holder", actorId)], [
         this.nodeId,
         this.leaseMs,
         this.key("node", ""),
       ]);
     } catch (err) {
-      log.warn({ err }, "redisCluster: cannot claim a lease");
+      this.logger.warn({ err }, "redisCluster: cannot claim a lease");
       throw errors.clusterUnavailable();
     }
     if (Number(reply[0]) === 1) {
-      const lease = new HeldLease(actorId, String(reply[1]), Number(reply[2]), sent + this.leaseMs - this.margin);
+      const lease = new HeldLease(actorId, String(reply[1]), Number(reply[2]), sent + this.leaseMs - this.margin, Number(reply[3]) === 1);
       this.leases.set(actorId, lease);
       this.armLapse();
       return { lease };
@@ -187,8 +206,8 @@ class RedisCluster implements Cluster {
     const held = lease as HeldLease;
     if (this.leases.get(actorId) === held) this.leases.delete(actorId);
     held.lost = true;
-    const done = this.run("release", [this.key("lease", actorId)], [held.value])
-      .catch((err) => log.warn({ err }, "redisCluster: releasing a lease failed (it expires by itself)"))
+    const done = this.run("release", [this.key("lease", actorId), this.key("holder", actorId)], [held.value])
+      .catch((err) => this.logger.warn({ err }, "redisCluster: releasing a lease failed (it expires by itself)"))
       .finally(() => this.releases.delete(done));
     this.releases.add(done);
   }
@@ -197,8 +216,8 @@ class RedisCluster implements Cluster {
     return !this.closed && performance.now() < this.confirmedUntil;
   }
 
-  forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body) => this.forwarder.http(req, res, owner, claims, body);
-  forwardFetch: Cluster["forwardFetch"] = (request, owner, claims) => this.forwarder.fetch(request, owner, claims);
+  forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body, watch) => this.forwarder.http(req, res, owner, claims, body, watch);
+  forwardFetch: Cluster["forwardFetch"] = (request, owner, claims, watch) => this.forwarder.fetch(request, owner, claims, watch);
   forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers) => this.relay(client, request, owner, claims, closers);
 
   verify(token: string | undefined) {
@@ -221,24 +240,24 @@ class RedisCluster implements Cluster {
         );
         batch.forEach((lease, j) => {
           if (Number(kept[j]) === 1) lease.validUntil = Math.max(lease.validUntil, sent + this.leaseMs - this.margin);
-          else this.lose(lease);
+          else this.lose(lease, "expired");
         });
       }
       this.confirmedUntil = sent + this.leaseMs - this.margin;
     } catch (err) {
-      if (this.healthy()) log.warn({ err }, "redisCluster: cannot reach Redis; leases lapse unless it answers in time");
+      if (this.healthy()) this.logger.warn({ err }, "redisCluster: cannot reach Redis; leases lapse unless it answers in time");
       // Unhealthy at once: no new placement until Redis answers again.
       this.confirmedUntil = 0;
     }
     this.armLapse();
   }
 
-  private lose(lease: HeldLease) {
+  private lose(lease: HeldLease, cause: LeaseLossCause) {
     // A lease released meanwhile (sleep) is no loss, and a newer lease on the same actor is not this one.
     if (lease.lost) return;
     lease.lost = true;
     if (this.leases.get(lease.actorId) === lease) this.leases.delete(lease.actorId);
-    this.host?.leaseLost(lease.actorId, lease);
+    this.host?.leaseLost(lease.actorId, lease, cause);
   }
 
   /** Drops, at the moment it lapses, each lease that was not confirmed in time. */
@@ -249,7 +268,7 @@ class RedisCluster implements Cluster {
     if (next === Infinity || this.closed) return;
     this.lapseTimer = setTimeout(() => {
       const now = performance.now();
-      for (const lease of [...this.leases.values()]) if (lease.validUntil <= now) this.lose(lease);
+      for (const lease of [...this.leases.values()]) if (lease.validUntil <= now) this.lose(lease, "lapsed");
       this.armLapse();
     }, Math.max(0, next - performance.now()));
     this.lapseTimer.unref();
@@ -291,13 +310,13 @@ class RedisCluster implements Cluster {
   }
 }
 
-function ownClient(url: string): Redis {
+function ownClient(url: string, logger: () => Logger): Redis {
   const { Redis } = loadDriver<typeof import("ioredis")>("ioredis", "redisCluster");
   // No offline queue: while Redis is away a call fails at once (503) instead of waiting to be replayed.
   const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(100 * n, 1000) });
   let warned = false;
   client.on("error", (err) => {
-    if (!warned) log.warn({ err }, "redisCluster: Redis connection error");
+    if (!warned) logger().warn({ err }, "redisCluster: Redis connection error");
     warned = true;
   });
   client.on("ready", () => (warned = false));

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { ActorError } from "../errors";
+import type { Logger } from "../log";
 import type { ActorMeta } from "../stores/types";
 import type { SocketDriver, W3CWebSocket } from "../websocket/socket";
 
@@ -14,6 +15,25 @@ export interface Lease {
   readonly epoch: number;
   /** False once the lease can no longer be trusted: lost, or not renewed in time. */
   valid(): boolean;
+  /** The previous lease on this actor was another node's and was never released (it expired). */
+  readonly takeover?: boolean;
+}
+
+/**
+ * Why a lease was lost: `expired`, Redis no longer held it at renewal; `lapsed`, this node could not
+ * renew it in time; `fenced`, the store refused a save because a newer owner had loaded the actor.
+ */
+export type LeaseLossCause = "expired" | "lapsed" | "fenced";
+
+/** How a forwarding hop ended: the owner's status, or no answer (owner down, or the client left first). */
+export type HopResult = number | "unreachable" | "cancelled";
+
+/** The registry's view of one forwarding hop (metrics, and the trace context it carries). */
+export interface HopWatch {
+  /** Added to the forwarded request: `traceparent` when tracing is on. */
+  readonly headers?: Record<string, string>;
+  /** Called once, when the owner's response head arrives or the hop fails. */
+  done(result: HopResult): void;
 }
 
 /** The node that holds an actor's lease, as another node sees it. */
@@ -44,7 +64,9 @@ export interface ForwardClaims {
 
 export interface ClusterHost {
   /** The lease of `actorId` is gone (not renewed in time, or taken): stop serving it. */
-  leaseLost(actorId: string, lease: Lease): void;
+  leaseLost(actorId: string, lease: Lease, cause: LeaseLossCause): void;
+  /** The registry's logger (its lines carry `node`); the cluster logs through it. */
+  readonly log?: Logger;
 }
 
 /**
@@ -52,6 +74,8 @@ export interface ClusterHost {
  * `redisCluster()` from `express-actors/cluster/redis`; the registry never loads it otherwise.
  */
 export interface Cluster {
+  /** This node as its log lines name it (`node`): its advertised URL. */
+  readonly node?: string;
   attach(host: ClusterHost): void;
   /** Takes the actor's lease, or says who holds it; rejects with cluster_unavailable. */
   claim(actorId: string): Promise<{ lease: Lease } | { owner: Owner }>;
@@ -60,9 +84,9 @@ export interface Cluster {
   /** Whether this node can currently confirm leases. */
   healthy(): boolean;
   /** Proxies `req` to the owner; `body` is the request body when a parser has already read it. */
-  forwardHttp(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array): void;
+  forwardHttp(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array, watch?: HopWatch): void;
   /** The same hop for the server-side client. */
-  forwardFetch(request: Request, owner: Owner, claims: ForwardClaims): Promise<Response>;
+  forwardFetch(request: Request, owner: Owner, claims: ForwardClaims, watch?: HopWatch): Promise<Response>;
   /**
    * Relays an accepted socket (its W3C surface, events still held) to the owner's socket route, until
    * either end closes; `closers` is where the registry's shutdown finds it.

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { OwnedElsewhere } from "../cluster/types";
+import { OwnedElsewhere, type HopWatch } from "../cluster/types";
 import { errors } from "../errors";
-import { log } from "../log";
 import type { AuthBy, RegistryCore } from "../registry/core";
 import { DEFAULT_LIMITS, type Limits } from "../limits";
 import { checkDepth, parseQueryText, type ParsedQuery, type QueryLimits } from "../registry/query";
@@ -116,7 +115,7 @@ export async function serveFetch(
  */
 function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, built: BuiltRequest, to: OwnedElsewhere, target: FetchTarget) {
   if (built.bodyTouched) {
-    log.error(`onAuth of "${to.meta.name}" read the request body, which a cluster must forward to the owning node untouched`);
+    core.log.error({ actor: to.meta.name }, `onAuth of "${to.meta.name}" read the request body, which a cluster must forward to the owning node untouched`);
     sendError(res, errors.internal());
     return;
   }
@@ -130,7 +129,10 @@ function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, 
     ...(target.via && { via: target.via }),
   };
   built.handOver();
-  core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt);
+  const send = (watch?: HopWatch) => core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt, watch);
+  const { observer } = core.telemetry;
+  if (observer) observer.forward(built.request, claims, send);
+  else send();
 }
 
 /** The headers an actor's onAuth and onWebSocket see, and the router headers beside them. */

@@ -1,8 +1,12 @@
+import type { LeaseLossCause } from "../cluster/types";
 import type { CounterInstrument, GaugeInstrument, HistogramInstrument, Instruments } from "./instruments";
 
 const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const SOCKET_SECONDS = [1, 5, 15, 60, 300, 900, 3600, 14400];
 const BYTES = [100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/** How a forwarding hop ended: the owner's status class, or no answer. */
+export type HopOutcome = "2xx" | "3xx" | "4xx" | "5xx" | "unreachable" | "cancelled";
 
 /** The store calls a save, load, lookup… counts as; `connection` is a store's own connection failure. */
 export type StoreOperation = "create" | "lookup" | "load" | "save" | "delete" | "close" | "connection";
@@ -23,6 +27,11 @@ export class ActorMetrics {
   private readonly saveSeconds: HistogramInstrument;
   private readonly saveBytes: HistogramInstrument;
   private readonly storeErrors: CounterInstrument;
+  private readonly forwards: CounterInstrument;
+  private readonly hopSeconds: HistogramInstrument;
+  private readonly acquisitions: CounterInstrument;
+  private readonly takeovers: CounterInstrument;
+  private readonly losses: CounterInstrument;
 
   constructor(make: Instruments) {
     make.collected(
@@ -79,6 +88,33 @@ export class ActorMetrics {
       help: "Store calls that failed, by operation (connection: the store's own connection failures)",
       labels: ["operation"],
     });
+    this.forwards = make.counter({
+      name: "express_actors_cluster_forwarded_requests_total",
+      help: "Requests this node forwarded to the owning node, by outcome: the owner's status class, unreachable or cancelled",
+      labels: ["actor", "outcome"],
+    });
+    this.hopSeconds = make.histogram({
+      name: "express_actors_cluster_forward_duration_seconds",
+      help: "Forwarded requests, from leaving this node until the owner's response head arrived (the owner's onFetch included)",
+      labels: ["actor"],
+      unit: "s",
+      buckets: SECONDS,
+    });
+    this.acquisitions = make.counter({
+      name: "express_actors_cluster_lease_acquisitions_total",
+      help: "Actor leases this node took",
+      labels: ["actor"],
+    });
+    this.takeovers = make.counter({
+      name: "express_actors_cluster_takeovers_total",
+      help: "Leases this node took whose previous holder, another node, never released them (it crashed, froze or lost Redis)",
+      labels: ["actor"],
+    });
+    this.losses = make.counter({
+      name: "express_actors_cluster_lease_losses_total",
+      help: "Actors this node stopped serving because their lease was lost: expired, lapsed (not renewed in time) or fenced",
+      labels: ["actor", "cause"],
+    });
   }
 
   /** `live` counts one registry's live actors by name (0 for a name with none, so the series stays). */
@@ -126,6 +162,21 @@ export class ActorMetrics {
 
   storeFailed(operation: StoreOperation) {
     this.storeErrors.add({ operation });
+  }
+
+  /** `seconds` only for a hop the owner answered. */
+  forwarded(actor: string, outcome: HopOutcome, seconds: number | undefined) {
+    this.forwards.add({ actor, outcome });
+    if (seconds !== undefined) this.hopSeconds.observe({ actor }, seconds);
+  }
+
+  leaseAcquired(actor: string, takeover: boolean) {
+    this.acquisitions.add({ actor });
+    if (takeover) this.takeovers.add({ actor });
+  }
+
+  leaseLost(actor: string, cause: LeaseLossCause) {
+    this.losses.add({ actor, cause });
   }
 }
 

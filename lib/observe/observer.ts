@@ -1,7 +1,8 @@
 import type { ActorInstance } from "../actor/instance";
+import type { ForwardClaims, HopResult, HopWatch, Lease, LeaseLossCause } from "../cluster/types";
 import { ActorError } from "../errors";
 import type { ActorMeta } from "../stores/types";
-import type { ActorMetrics, StoreOperation } from "./metrics";
+import type { ActorMetrics, HopOutcome, StoreOperation } from "./metrics";
 import type { Tracing } from "./tracing";
 
 /** What runActorSocket reports to: the socket's span and its figures. */
@@ -42,10 +43,36 @@ export class Observer {
     this.metrics?.activated(meta.name);
   }
 
-  /** Evicted: asleep, or stopped by a shutdown (not counted as a sleep). */
-  stopped(meta: ActorMeta, shuttingDown: boolean) {
+  /** Evicted: asleep, stopped by a shutdown (not counted), or because its cluster lease was lost. */
+  stopped(meta: ActorMeta, reason: "sleep" | "shutdown" | LeaseLossCause) {
     this.live.delete(meta.actorId);
-    if (!shuttingDown) this.metrics?.slept(meta.name);
+    if (reason === "sleep") this.metrics?.slept(meta.name);
+    else if (reason !== "shutdown") this.metrics?.leaseLost(meta.name, reason);
+  }
+
+  leaseAcquired(actor: string, lease: Lease) {
+    this.metrics?.leaseAcquired(actor, lease.takeover === true);
+  }
+
+  /**
+   * One forwarding hop: `send` runs inside the hop's span (so HTTP instrumentation nests its client
+   * span there) with the watch the cluster reports the hop's end to.
+   */
+  forward<T>(request: Request, claims: ForwardClaims, send: (watch: HopWatch) => T): T {
+    const start = performance.now();
+    const span = this.tracing?.forward(request, claims);
+    let ended = false;
+    const watch: HopWatch = {
+      headers: span?.headers,
+      done: (result: HopResult) => {
+        if (ended) return;
+        ended = true;
+        const answered = typeof result === "number";
+        this.metrics?.forwarded(claims.name, answered ? statusClass(result) : result, answered ? seconds(start) : undefined);
+        span?.end(result);
+      },
+    };
+    return span ? span.run(() => send(watch)) : send(watch);
   }
 
   /** onFetch and the save after it, timed and traced; the status is the response's or the error's. */
@@ -96,6 +123,10 @@ export class Observer {
   storeFailed(operation: StoreOperation, err: unknown) {
     if (!isFenced(err)) this.metrics?.storeFailed(operation);
   }
+}
+
+function statusClass(status: number): HopOutcome {
+  return `${Math.floor(status / 100)}xx` as HopOutcome;
 }
 
 export function isFenced(err: unknown): boolean {

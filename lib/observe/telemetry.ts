@@ -40,7 +40,8 @@ function metricsFor(backend: unknown): ActorMetrics {
 
 /**
  * Checked once, at setup. `names` are the registry's actor names; `node` is this process's name in
- * a cluster, and every line then carries it (the cluster's node id goes here once lib/cluster lands).
+ * a cluster (its advertised URL, which the other nodes' "forwarding to … failed" lines also name),
+ * and every line then carries it.
  */
 export function createTelemetry(options: TelemetryOptions, names: string[], node?: string): Telemetry {
   const base = options.logger === undefined ? log : checkLogger(options.logger);

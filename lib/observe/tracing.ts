@@ -1,3 +1,4 @@
+import type { ForwardClaims, HopResult } from "../cluster/types";
 import { ActorError } from "../errors";
 import { loadDriver } from "../stores/driver";
 import type { ActorMeta } from "../stores/types";
@@ -15,6 +16,14 @@ export interface TracerLike {
 export interface SocketSpan {
   run<T>(fn: () => T): T;
   end(code: number): void;
+}
+
+/** The span of one forwarding hop, and the trace context the hop carries to the owner. */
+export interface HopSpan {
+  /** `traceparent` (and `tracestate`) naming this span as the owner's parent. */
+  headers: Record<string, string>;
+  run<T>(fn: () => T): T;
+  end(result: HopResult): void;
 }
 
 const headerGetter = {
@@ -91,6 +100,35 @@ export class Tracing {
     } finally {
       span.end();
     }
+  }
+
+  /**
+   * `actor.forward` (a client span) at the edge, from handing the request to the owner until its
+   * response head; the owner's `actor.fetch` continues the trace from the headers it injects.
+   */
+  forward(request: Request, claims: ForwardClaims): HopSpan {
+    const { context, propagation, trace, SpanKind, SpanStatusCode } = this.api;
+    const parent = this.parent(request);
+    const span = this.tracer.startSpan(
+      "actor.forward",
+      { kind: SpanKind.CLIENT, attributes: { "actor.name": claims.name, "actor.id": claims.actorId, "http.request.method": claims.method } },
+      parent,
+    );
+    const inside = trace.setSpan(parent, span);
+    const headers: Record<string, string> = {};
+    propagation.inject(inside, headers);
+    return {
+      headers,
+      run: (fn) => context.with(inside, fn),
+      end: (result) => {
+        if (typeof result === "number") this.status(span, result);
+        else {
+          span.setAttribute("actor.forward.outcome", result);
+          if (result === "unreachable") span.setStatus({ code: SpanStatusCode.ERROR, message: "owner_unreachable" });
+        }
+        span.end();
+      },
+    };
   }
 
   private status(span: Span, status: number) {

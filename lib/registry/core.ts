@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ActorDefinition, AuthArgs, AuthSource } from "../actor/definition";
 import { ActorInstance, type InstanceHost } from "../actor/instance";
-import { OwnedElsewhere, type Cluster, type ClusterHost, type Lease } from "../cluster/types";
+import { OwnedElsewhere, type Cluster, type ClusterHost, type Lease, type LeaseLossCause } from "../cluster/types";
 import { ActorError, errors } from "../errors";
 import type { Logger } from "../log";
 import { NO_TELEMETRY, type Telemetry } from "../observe/telemetry";
@@ -51,7 +51,10 @@ export class RegistryCore implements InstanceHost, ClusterHost {
     readonly store: StateStore,
     private readonly makeClient: () => unknown,
     readonly cluster?: Cluster,
+    telemetry?: Telemetry,
   ) {
+    // Before attach, so the cluster logs through it from the start.
+    if (telemetry) this.telemetry = telemetry;
     cluster?.attach(this);
   }
 
@@ -239,6 +242,7 @@ export class RegistryCore implements InstanceHost, ClusterHost {
         const placement = await this.cluster.claim(meta.actorId);
         if ("owner" in placement) throw new OwnedElsewhere(placement.owner, meta);
         lease = placement.lease;
+        this.telemetry.observer?.leaseAcquired(meta.name, lease);
       }
       const instance = await ActorInstance.start(this, definition.config, meta, lease);
       this.instances.set(meta.actorId, instance);
@@ -259,16 +263,16 @@ export class RegistryCore implements InstanceHost, ClusterHost {
     const { actorId, name, key } = instance.meta;
     if (this.instances.get(actorId) === instance) {
       this.instances.delete(actorId);
-      this.telemetry.observer?.stopped(instance.meta, this.shuttingDown);
+      this.telemetry.observer?.stopped(instance.meta, instance.lostBy ?? (this.shuttingDown ? "shutdown" : "sleep"));
     }
     const id = keyId(name, key);
     if (this.keyIndex.get(id) === actorId) this.keyIndex.delete(id);
     if (instance.lease) this.cluster!.release(actorId, instance.lease);
   }
 
-  leaseLost(actorId: string, lease: Lease) {
+  leaseLost(actorId: string, lease: Lease, cause: LeaseLossCause) {
     const instance = this.instances.get(actorId);
-    if (instance?.lease === lease) instance.loseLease();
+    if (instance?.lease === lease) instance.loseLease(cause);
   }
 
   /** Number of live instances, for tests and benchmarks. */

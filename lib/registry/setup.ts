@@ -34,13 +34,12 @@ export class Registry<Use extends Record<string, ActorDefinition> = Record<strin
     if (options.cluster !== undefined && typeof options.cluster?.claim !== "function") {
       throw new TypeError("setup(): `cluster` must come from redisCluster() (express-actors/cluster/redis)");
     }
-    const telemetry = createTelemetry(options, Object.keys(options.use));
+    const telemetry = createTelemetry(options, Object.keys(options.use), options.cluster?.node);
     const { observer } = telemetry;
     const given = options.store ?? memoryStore();
     observeStore(given, { log: telemetry.log, connectionFailed: observer && (() => observer.storeFailed("connection", undefined)) });
     const store = observer ? observedStore(given, observer) : given;
-    const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core), options.cluster);
-    core.telemetry = telemetry;
+    const core: RegistryCore = new RegistryCore({ ...options.use }, store, () => createServerClient(core), options.cluster, telemetry);
     cores.set(this, core);
   }
 
