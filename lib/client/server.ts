@@ -1,4 +1,4 @@
-import { OwnedElsewhere, type HopWatch } from "../cluster/types";
+import { OwnedElsewhere } from "../cluster/types";
 import { ActorError, errorResponse, errors } from "../errors";
 import type { RegistryCore } from "../registry/core";
 import { parseQuery } from "../registry/query";
@@ -39,8 +39,9 @@ export function createServerClient(core: RegistryCore) {
       } catch (err) {
         if (err instanceof OwnedElsewhere) {
           const claims = { actorId: err.meta.actorId, name: err.meta.name, auth: undefined, origin: ORIGIN, method: request.method, path };
-          const send = (watch?: HopWatch) => core.cluster!.forwardFetch(request, err.owner, claims, watch);
-          return core.telemetry.observer?.forward(request, claims, send) ?? send();
+          const { observer } = core.telemetry;
+          if (observer) return observer.forward(request, claims, (watch) => core.cluster!.forwardFetch(request, err.owner, claims, watch));
+          return core.cluster!.forwardFetch(request, err.owner, claims);
         }
         return errorResponse(err, core.log);
       }

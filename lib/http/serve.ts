@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { OwnedElsewhere, type HopWatch } from "../cluster/types";
+import { OwnedElsewhere } from "../cluster/types";
 import { errors } from "../errors";
 import type { AuthBy, RegistryCore } from "../registry/core";
 import { DEFAULT_LIMITS, type Limits } from "../limits";
@@ -129,10 +129,9 @@ function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, 
     ...(target.via && { via: target.via }),
   };
   built.handOver();
-  const send = (watch?: HopWatch) => core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt, watch);
   const { observer } = core.telemetry;
-  if (observer) observer.forward(built.request, claims, send);
-  else send();
+  if (observer) observer.forward(built.request, claims, (watch) => core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt, watch));
+  else core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt);
 }
 
 /** The headers an actor's onAuth and onWebSocket see, and the router headers beside them. */
