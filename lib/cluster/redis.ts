@@ -151,7 +151,7 @@ class RedisCluster implements Cluster {
     this.timeout = Math.max(100, Math.min(2000, Math.floor(leaseMs / 4)));
     this.forwarder = createForwarder(secret, () => this.logger);
     // An owner that cannot finish a handshake within a lease is gone or frozen: the client retries.
-    this.relay = createSocketRelay(secret, leaseMs);
+    this.relay = createSocketRelay(secret, leaseMs, () => this.logger);
   }
 
   get node() {
@@ -218,7 +218,7 @@ class RedisCluster implements Cluster {
 
   forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body, watch) => this.forwarder.http(req, res, owner, claims, body, watch);
   forwardFetch: Cluster["forwardFetch"] = (request, owner, claims, watch) => this.forwarder.fetch(request, owner, claims, watch);
-  forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers) => this.relay(client, request, owner, claims, closers);
+  forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers, watch) => this.relay(client, request, owner, claims, closers, watch);
 
   verify(token: string | undefined) {
     return verifyForward(this.secret, token);

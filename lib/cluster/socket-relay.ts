@@ -1,10 +1,10 @@
 import type { WebSocket as WsSocket } from "ws";
-import { log } from "../log";
+import type { Logger } from "../log";
 import { CLUSTER_WEBSOCKET_PATH } from "../protocol";
 import { loadDriver } from "../stores/driver";
 import { onWsMessage, pauseWs, resumeWs } from "../websocket/ws-compat";
 import { FORWARD_HEADER, signForward } from "./signing";
-import type { ForwardClaims, Owner, RelayedSocket } from "./types";
+import type { ForwardClaims, HopWatch, Owner, RelayedSocket } from "./types";
 
 /** Past this many bytes queued toward one side, the other side is no longer read. */
 const HIGH_WATER = 1024 * 1024;
@@ -37,12 +37,13 @@ type WsModule = typeof import("ws");
  * other has more than HIGH_WATER bytes queued. Fragmented messages arrive whole, and pings are
  * answered by the node they reach (each hop has its own keepalive).
  */
-export function createSocketRelay(secret: string, handshakeTimeout: number) {
+export function createSocketRelay(secret: string, handshakeTimeout: number, log: () => Logger) {
   let ws: WsModule | undefined;
 
-  return function relay(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>) {
+  return function relay(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>, watch?: HopWatch) {
     const { socket, driver } = client;
     if (owner.url === undefined) {
+      watch?.done("unreachable");
       driver.fail(1012, "owner_unreachable");
       return;
     }
@@ -52,6 +53,7 @@ export function createSocketRelay(secret: string, handshakeTimeout: number) {
     target.pathname = target.pathname.replace(/\/+$/, "") + CLUSTER_WEBSOCKET_PATH;
     const headers: Record<string, string> = { [FORWARD_HEADER]: signForward(secret, { ...claims, socket: true }) };
     for (const [name, value] of request.headers) if (!NOT_RELAYED.has(name)) headers[name] = value;
+    Object.assign(headers, watch?.headers);
     const offered = request.headers.get("sec-websocket-protocol");
     const protocols = offered ? offered.split(",").map((p) => p.trim()).filter(Boolean) : [];
 
@@ -65,7 +67,8 @@ export function createSocketRelay(secret: string, handshakeTimeout: number) {
         perMessageDeflate: socket.extensions.includes("permessage-deflate"),
       });
     } catch (err) {
-      log.warn({ err }, `relaying a WebSocket to ${owner.url} failed`);
+      watch?.done("unreachable");
+      log().warn({ err }, `relaying a WebSocket to ${owner.url} failed`);
       driver.fail(1012, "owner_unreachable");
       return;
     }
@@ -77,6 +80,7 @@ export function createSocketRelay(secret: string, handshakeTimeout: number) {
       closers.delete(shutdown);
     };
     const shutdown = () => {
+      watch?.done("cancelled");
       finish();
       driver.resume();
       driver.fail(1012, "service_restart");
@@ -87,7 +91,8 @@ export function createSocketRelay(secret: string, handshakeTimeout: number) {
     const unreachable = (err?: unknown) => {
       if (done) return;
       finish();
-      if (err) log.warn({ err }, `relaying a WebSocket to ${owner.url} failed`);
+      watch?.done("unreachable");
+      if (err) log().warn({ err }, `relaying a WebSocket to ${owner.url} failed`);
       driver.resume();
       driver.fail(1012, "owner_unreachable");
     };
@@ -102,6 +107,7 @@ export function createSocketRelay(secret: string, handshakeTimeout: number) {
 
     upstream.on("open", () => {
       opened = true;
+      watch?.done(101);
       if (done) {
         upstream.close(1001, "going_away");
         return;

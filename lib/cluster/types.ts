@@ -25,7 +25,7 @@ export interface Lease {
  */
 export type LeaseLossCause = "expired" | "lapsed" | "fenced";
 
-/** How a forwarding hop ended: the owner's status, or no answer (owner down, or the client left first). */
+/** How a forwarding hop ended: the owner's status (101 for a relayed socket), or no answer (owner down, or the client or a shutdown ended it first). */
 export type HopResult = number | "unreachable" | "cancelled";
 
 /** The registry's view of one forwarding hop (metrics, and the trace context it carries). */
@@ -91,7 +91,7 @@ export interface Cluster {
    * Relays an accepted socket (its W3C surface, events still held) to the owner's socket route, until
    * either end closes; `closers` is where the registry's shutdown finds it.
    */
-  forwardSocket(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>): void;
+  forwardSocket(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>, watch?: HopWatch): void;
   /** The claims of a valid, unexpired signature; undefined for anything else. */
   verify(token: string | undefined): ForwardClaims | undefined;
   close(): Promise<void>;

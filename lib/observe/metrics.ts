@@ -29,6 +29,7 @@ export class ActorMetrics {
   private readonly storeErrors: CounterInstrument;
   private readonly forwards: CounterInstrument;
   private readonly hopSeconds: HistogramInstrument;
+  private readonly relays: CounterInstrument;
   private readonly acquisitions: CounterInstrument;
   private readonly takeovers: CounterInstrument;
   private readonly losses: CounterInstrument;
@@ -100,6 +101,11 @@ export class ActorMetrics {
       unit: "s",
       buckets: SECONDS,
     });
+    this.relays = make.counter({
+      name: "express_actors_cluster_relayed_websockets_total",
+      help: "WebSockets this node relayed to the owning node, by outcome: opened, unreachable or cancelled (a shutdown came first)",
+      labels: ["actor", "outcome"],
+    });
     this.acquisitions = make.counter({
       name: "express_actors_cluster_lease_acquisitions_total",
       help: "Actor leases this node took",
@@ -168,6 +174,10 @@ export class ActorMetrics {
   forwarded(actor: string, outcome: HopOutcome, seconds: number | undefined) {
     this.forwards.add({ actor, outcome });
     if (seconds !== undefined) this.hopSeconds.observe({ actor }, seconds);
+  }
+
+  relayed(actor: string, outcome: "opened" | "unreachable" | "cancelled") {
+    this.relays.add({ actor, outcome });
   }
 
   leaseAcquired(actor: string, takeover: boolean) {

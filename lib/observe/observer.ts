@@ -55,10 +55,11 @@ export class Observer {
   }
 
   /**
-   * One forwarding hop: `send` runs inside the hop's span (so HTTP instrumentation nests its client
-   * span there) with the watch the cluster reports the hop's end to.
+   * One forwarding hop (a relayed socket's handshake when `socket`): `send` runs inside the hop's
+   * span (so HTTP instrumentation nests its client span there) with the watch the cluster reports
+   * the hop's end to.
    */
-  forward<T>(request: Request, claims: ForwardClaims, send: (watch: HopWatch) => T): T {
+  forward<T>(request: Request, claims: ForwardClaims, send: (watch: HopWatch) => T, socket = false): T {
     const start = performance.now();
     const span = this.tracing?.forward(request, claims);
     let ended = false;
@@ -68,7 +69,8 @@ export class Observer {
         if (ended) return;
         ended = true;
         const answered = typeof result === "number";
-        this.metrics?.forwarded(claims.name, answered ? statusClass(result) : result, answered ? seconds(start) : undefined);
+        if (socket) this.metrics?.relayed(claims.name, answered ? "opened" : result);
+        else this.metrics?.forwarded(claims.name, answered ? statusClass(result) : result, answered ? seconds(start) : undefined);
         span?.end(result);
       },
     };

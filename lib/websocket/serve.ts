@@ -239,7 +239,9 @@ function relayToOwner(core: RegistryCore, socket: W3CWebSocket, driver: SocketDr
     method: "GET",
     path: target.path,
   };
-  core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers);
+  const { observer } = core.telemetry;
+  if (observer) observer.forward(request, claims, (watch) => core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers, watch), true);
+  else core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers);
 }
 
 function refuse(ws: WsSocket, err: unknown, core: RegistryCore) {
