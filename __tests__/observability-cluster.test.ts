@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import { Redis } from "ioredis";
+import WebSocket from "ws";
 import { FORWARD_HEADER } from "../lib/cluster/signing";
 import { ClusterNode, delay, eventually, SECRET } from "./helpers/cluster-harness";
 import { parseMetrics, sampleValue } from "./helpers/metrics-text";
@@ -158,6 +159,30 @@ describeWithService("postgres", "observability of a cluster", () => {
       expect(callee).toMatchObject({ node: "n1", parentSpanId: forward.spanId });
       // The relay's own first save (a stateless actor's record) is under its actor.fetch.
       expect(only(spans, "actor.save", (s) => s.attributes["actor.name"] === "traced")).toMatchObject({ node: "n1", parentSpanId: callee.spanId });
+    });
+
+    test("a relayed WebSocket: the edge's actor.forward (until the handshake) is the parent of the owner's actor.websocket", async () => {
+      const [n1, n2] = nodes;
+      await ok(n1, "traced", "w1", "/");
+      const client = clientTrace();
+      const ws = new WebSocket(`ws://127.0.0.1:${n2.port}/registry/actors/raw/websocket/`, [], {
+        headers: { traceparent: client.traceparent, "x-user": AUTH_SECRET, "x-rivetkit-actor-query": JSON.stringify({ getOrCreateForKey: { name: "traced", key: ["w1"] } }) },
+      });
+      const first = await new Promise<string>((resolve, reject) => {
+        ws.once("message", (data) => resolve(String(data)));
+        ws.once("close", (code) => reject(new Error(`closed with ${code}`)));
+      });
+      expect(first).toBe("hello from n1");
+      ws.close(1000);
+
+      const spans = await traceOf(client.traceId, 2);
+      const forward = only(spans, "actor.forward");
+      expect(forward).toMatchObject({ node: "n2", kind: CLIENT, parentSpanId: client.spanId });
+      expect(forward.attributes).toMatchObject({ "actor.name": "traced", "http.response.status_code": 101 });
+      const socket = only(spans, "actor.websocket");
+      expect(socket).toMatchObject({ node: "n1", parentSpanId: forward.spanId });
+      expect(socket.attributes).toMatchObject({ "websocket.close_code": 1000 });
+      expect((await scrape(n2)).value("express_actors_cluster_relayed_websockets_total", { actor: "traced", outcome: "opened" })).toBe(1);
     });
 
     test("every node's log lines name it; none carries the cluster secret, a signed header or auth data", async () => {
