@@ -18,6 +18,8 @@ export interface NodeEnv {
   ACTIVATION_LOG?: string;
   /** "8": express-ws on ws 8 too (fixtures/pin-ws.cjs); unset, it keeps its own ws 7. */
   PIN_WS?: string;
+  /** A file the nodes append their `once` actors' createState and onStart runs to. */
+  EVENT_LOG?: string;
 }
 
 /** One cluster node in a process of its own (tsx), listening on its own 127.0.0.1 port. */
@@ -81,8 +83,13 @@ export class ClusterNode {
 
   /** A request to the counter with `key` through this node's router. */
   fetch(key: string, actorPath: string, init: RequestInit = {}): Promise<Response> {
+    return this.fetchActor("counter", key, actorPath, init);
+  }
+
+  /** A request to the actor `name` with `key` through this node's router. */
+  fetchActor(name: string, key: string, actorPath: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
-    headers.set("x-rivetkit-actor-query", JSON.stringify({ getOrCreateForKey: { name: "counter", key: [key] } }));
+    headers.set("x-rivetkit-actor-query", JSON.stringify({ getOrCreateForKey: { name, key: [key] } }));
     return fetch(`${this.url}/actors/raw/http${actorPath}`, { ...init, headers });
   }
 
