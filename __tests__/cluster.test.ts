@@ -1,4 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
 import { signForward } from "../lib/cluster/signing";
 import { ClusterNode, SECRET, startNodes } from "./helpers/cluster-harness";
 import { REDIS_URL, deletePrefix, describeWithService, tempDatabase, uniqueName } from "./helpers/services";
@@ -10,15 +13,18 @@ describeWithService("postgres", "a cluster of three processes", () => {
     let db: Awaited<ReturnType<typeof tempDatabase>>;
     let nodes: ClusterNode[];
     const prefix = uniqueName("ea_cluster") + ":";
+    const eventDir = mkdtempSync(path.join(tmpdir(), "ea-cluster-"));
+    const eventLog = path.join(eventDir, "events");
 
     beforeAll(async () => {
       db = await tempDatabase();
-      nodes = await startNodes(3, { REDIS_URL, PREFIX: prefix, PG_URL: db.url });
+      nodes = await startNodes(3, { REDIS_URL, PREFIX: prefix, PG_URL: db.url, EVENT_LOG: eventLog });
     });
     afterAll(async () => {
       await Promise.all((nodes ?? []).map((node) => node.kill()));
       await db?.drop();
       await deletePrefix(prefix);
+      rmSync(eventDir, { recursive: true, force: true });
     });
 
     /** The node that owns `key`'s actor (its first activation), and the others. */
@@ -45,6 +51,24 @@ describeWithService("postgres", "a cluster of three processes", () => {
       expect(bodies.map((b) => b.count).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
       expect(new Set(bodies.map((b) => b.node)).size).toBe(1);
       expect((await nodes[2].json(key, "/")).activations).toHaveLength(1);
+    });
+
+    test("concurrent first requests on all three nodes: one createState, one onStart, one owner, in all processes together", async () => {
+      const key = "created-once";
+      const bodies = await Promise.all(
+        nodes.flatMap((node) =>
+          [1, 2, 3].map(async () => {
+            const res = await node.fetchActor("once", key, "/");
+            expect(res.status).toBe(200);
+            return res.json();
+          }),
+        ),
+      );
+      const owner = bodies[0].node;
+      expect(bodies).toEqual(bodies.map(() => ({ node: owner, createdOn: owner })));
+      // The processes' own record, which a run fenced off later would still be in.
+      const events = readFileSync(eventLog, "utf8").split("\n").filter((line) => line.endsWith(` ${key}`));
+      expect(events.sort()).toEqual([`${owner} createState ${key}`, `${owner} onStart ${key}`]);
     });
 
     test("the actor sees the request as the client sent it to the edge; onAuth ran once, at the edge", async () => {
