@@ -76,10 +76,18 @@ function connect(node: ClusterNode, key: string, options: { protocols?: string[]
 /** What the shared store holds for the counter of `key`, read through `node` (wherever it lives). */
 const state = (node: ClusterNode, key: string) => node.json(key, "/");
 
-/** Bytes held in ArrayBuffers (every Buffer) by `node`'s process, after a full GC. */
+/**
+ * Bytes held in ArrayBuffers (every Buffer) by `node`'s process after a full GC: the least of three
+ * samples, since a busy machine can catch a chunk or two on its way through.
+ */
 async function heldBytes(node: ClusterNode): Promise<number> {
-  const usage = await (await fetch(`http://127.0.0.1:${node.port}/debug/memory`)).json();
-  return usage.arrayBuffers;
+  let least = Infinity;
+  for (let i = 0; i < 3; i++) {
+    if (i > 0) await delay(150);
+    const usage = await (await fetch(`http://127.0.0.1:${node.port}/debug/memory`)).json();
+    least = Math.min(least, usage.arrayBuffers);
+  }
+  return least;
 }
 
 describeWithService("postgres", "WebSockets across a cluster of three processes", () => {
@@ -256,7 +264,7 @@ describeWithService("postgres", "WebSockets across a cluster of three processes"
         const held = (await heldBytes(edge)) - baseline;
         // 64 MB sent: most of it waits on the owner, a little in the sockets' kernel buffers and at the edge.
         expect(bufferedAmount).toBeGreaterThan(16 * MB);
-        expect(held).toBeLessThan(16 * MB);
+        expect(held).toBeLessThan(8 * MB);
         client.ws.resume();
         for (let i = 0; i < count; i++) {
           const { data, binary } = await client.next();
@@ -280,7 +288,7 @@ describeWithService("postgres", "WebSockets across a cluster of three processes"
         await delay(1500);
         const held = (await heldBytes(edge)) - baseline;
         expect(client.ws.bufferedAmount).toBeGreaterThan(16 * MB);
-        expect(held).toBeLessThan(16 * MB);
+        expect(held).toBeLessThan(8 * MB);
         expect(await client.text()).toBe("unblocked");
         for (let i = 0; i < count; i++) {
           const { data } = await client.next();
