@@ -189,6 +189,19 @@ async function httpCases() {
   return { plain: results[0], router: results[1], floor: results[4], contract: results[5] };
 }
 
+/** The router with and without logger, metrics and tracing, in one server process. */
+async function observabilityCases() {
+  const benchmark = "Observability, HTTP, 10 connections";
+  const headers = routerHeaders("hello", "a");
+  const labels = ["(a) onFetch via the router, no logger, metrics or tracing", "(b) the same with pino, prom-client and OpenTelemetry spans"];
+  const [off, on] = await rounds(benchmark, [new Child("observed-server.ts")], [
+    { label: labels[0], round: http("/off/actors/raw/http/", headers), server: 0, cpuOf: [0] },
+    { label: labels[1], round: http("/on/actors/raw/http/", headers), server: 0, cpuOf: [0] },
+  ]);
+  addRate(benchmark, labels[0], off, "req/s", off);
+  addRate(benchmark, labels[1], on, "req/s", off);
+}
+
 async function webSocketCases() {
   const ratios = new Map<number, number>();
   const floors = new Map<number, number>();
@@ -484,6 +497,7 @@ async function main() {
   const loadBefore = os.loadavg()[0];
   const { plain, router, floor, contract } = await httpCases();
   const { ratios: wsRatios, floors: wsFloors } = await webSocketCases();
+  await observabilityCases();
   const cleanupServices = await prepareServices();
   let storeRatios: Map<StoreKind, number | undefined>;
   let coldMedians: Map<StoreKind, number>;
@@ -576,6 +590,9 @@ async function main() {
       "owner and back. Idle sockets: the owner takes every actor first; then half of the sockets open on it and " +
       "half on the edge; heap and RSS deltas after a full GC, per socket the owner serves (direct or relayed) " +
       "and per socket the edge relays (its client's socket plus its own to the owner).",
+    "- Observability: one server process with the same actor mounted twice, (a) with no `logger`, `metrics` " +
+      "or `tracing` (the path every other row measures: one property test per hook) and (b) with a pino logger " +
+      "(to /dev/null), a prom-client Registry and an OpenTelemetry tracer exporting in batches (spans dropped).",
     `- Persistence: ${PERSISTENCE_CLIENTS} autocannon connections, each on a counter actor of its own, every ` +
       "request changes the state, so every reply waits for its save. PostgreSQL and Redis are the machine's " +
       "(127.0.0.1), in a database and a key prefix of the run's own; SQLite and files in a temp directory.",
