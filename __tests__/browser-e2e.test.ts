@@ -6,18 +6,10 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { CorsOptions } from "express-actors";
 import { createClient } from "express-actors/client";
 import { startDemo, type Demo, type DemoOptions, type DemoRegistry } from "../demo/server";
-import { CHROMIUM, hasChromium, launchChromium, recordConsole, screenshot, startOtherOrigin, type Check } from "./helpers/browser-harness";
+import { CHROMIUM, hasChromium, launchChromium, recordConsole, screenshot, startOtherOrigin } from "./helpers/browser-harness";
 
 // The demo page (demo/public) in headless Chromium against the demo app (demo/server.ts), started
 // in process on a random port with its own fileStore directory. Screenshots go to test-screenshots/.
-
-declare global {
-  interface Window {
-    /** arrivedAt: performance.now(); receivedAt: Date.now(), comparable with the server's `time` (same machine). */
-    demo: { feedEvents: Array<{ arrivedAt: number; receivedAt: number; data: { stream: number; count: number; time: string } }> };
-    checks: Record<string, Check>;
-  }
-}
 
 if (!hasChromium && !process.env.CI) {
   // Outside CI a machine without Chromium skips these, visibly; in CI (CI set) they always run and fail instead.

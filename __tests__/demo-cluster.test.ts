@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import * as path from "node:path";
-import { createInterface } from "node:readline";
-import { REDIS_URL, deletePrefix, describeWithService, freePort, tempDatabase, uniqueName } from "./helpers/services";
+import { launchDemoCluster, type DemoClusterRun } from "./helpers/demo-cluster";
+import { deletePrefix, describeWithService, tempDatabase, uniqueName } from "./helpers/services";
 
 jest.setTimeout(120_000);
 
@@ -9,44 +7,27 @@ jest.setTimeout(120_000);
 describeWithService("postgres", "npm run demo:cluster", () => {
   describeWithService("redis", "over the machine's Redis", () => {
     let db: Awaited<ReturnType<typeof tempDatabase>>;
-    let launcher: ChildProcess;
-    let output = "";
+    let run: DemoClusterRun;
     let ports: number[];
     const prefix = uniqueName("ea_demo_cluster") + ":";
 
     beforeAll(async () => {
       db = await tempDatabase();
-      ports = [await freePort(), await freePort(), await freePort()];
-      launcher = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "..", "demo", "cluster.ts")], {
-        env: {
-          ...process.env,
-          DEMO_CLUSTER_PORTS: ports.join(","),
-          DATABASE_URL: db.url,
-          REDIS_URL,
-          DEMO_CLUSTER_PREFIX: prefix,
-          EXPRESS_ACTORS_LOG: "warn",
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      launcher.stderr!.on("data", (chunk) => (output += chunk));
-      await new Promise<void>((resolve, reject) => {
-        createInterface({ input: launcher.stdout! }).on("line", (line) => {
-          output += line + "\n";
-          if (line.includes("nodes ready")) resolve();
-        });
-        launcher.once("exit", (code) => reject(new Error(`demo:cluster exited with ${code}:\n${output}`)));
-      });
+      run = await launchDemoCluster({ databaseUrl: db.url, prefix });
+      ports = run.ports;
     });
     afterAll(async () => {
-      if (launcher && launcher.exitCode === null && launcher.signalCode === null) {
-        launcher.kill("SIGTERM");
-        await new Promise((resolve) => launcher.once("exit", resolve));
-      }
+      await run?.stop();
       await db?.drop();
       await deletePrefix(prefix);
     });
 
     const node = (i: number) => `http://127.0.0.1:${ports[i]}`;
+    const increment = (i: number) =>
+      fetch(`${node(i)}/registry/actors/raw/http/increment`, {
+        method: "POST",
+        headers: { "X-RivetKit-Actor-Query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: ["shared"] } }) },
+      });
 
     test("the page is served by every node", async () => {
       for (let i = 0; i < 3; i++) {
@@ -58,10 +39,7 @@ describeWithService("postgres", "npm run demo:cluster", () => {
 
     test("one counter incremented through each node in turn counts exactly", async () => {
       for (let n = 1; n <= 9; n++) {
-        const res = await fetch(`${node(n % 3)}/registry/actors/raw/http/increment`, {
-          method: "POST",
-          headers: { "X-RivetKit-Actor-Query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: ["shared"] } }) },
-        });
+        const res = await increment(n % 3);
         expect(res.status).toBe(200);
         expect(await res.json()).toEqual({ count: n });
       }
@@ -79,35 +57,59 @@ describeWithService("postgres", "npm run demo:cluster", () => {
       }
     });
 
-    test("a node killed with SIGKILL leaves the others running; one of them takes its counter over", async () => {
+    test("a node killed with SIGKILL stays down, the others running; one of them takes its counter over", async () => {
       // The first increment went to node 1, which has owned the counter since.
-      const pid = Number(new RegExp(`\\[${ports[1]}\\] cluster node on .* \\(pid (\\d+)\\)`).exec(output)?.[1]);
-      expect(pid).toBeGreaterThan(0);
-      process.kill(pid, "SIGKILL");
-      const increment = () =>
-        fetch(`${node(2)}/registry/actors/raw/http/increment`, {
-          method: "POST",
-          headers: { "X-RivetKit-Actor-Query": JSON.stringify({ getOrCreateForKey: { name: "counter", key: ["shared"] } }) },
-        });
+      const mark = run.lines.length;
+      process.kill(run.pid(ports[1]), "SIGKILL");
       // Until the lease of the default 10 s expires: 503 owner_unreachable.
-      let res = await increment();
+      let res = await increment(2);
       let refused = 0;
       while (res.status === 503) {
         refused++;
         expect((await res.json()).code).toBe("owner_unreachable");
         await new Promise((resolve) => setTimeout(resolve, 250));
-        res = await increment();
+        res = await increment(2);
       }
       expect(refused).toBeGreaterThan(0);
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ count: 10 });
-      expect(output).toContain(`[${ports[1]}] exited (SIGKILL); 2 node(s) still running`);
+      await run.waitFor(new RegExp(`^\\[${ports[1]}\\] exited \\(SIGKILL\\); 2 node\\(s\\) still running \\(\`start ${ports[1]}\` starts it again\\)$`), mark);
+      // Not restarted: only a clean shutdown is.
+      await expect(fetch(`${node(1)}/registry/health`)).rejects.toThrow();
+      expect(run.lines.slice(mark).join("\n")).not.toContain(`[${ports[1]}] running again`);
+    });
+
+    test("the launcher's commands: start brings the killed node back; restart drains a node and starts it again on its port", async () => {
+      let mark = run.lines.length;
+      run.send(`start ${ports[1]}`);
+      await run.waitFor(new RegExp(`^\\[${ports[1]}\\] running again: pid \\d+, healthy$`), mark);
+      expect((await fetch(`${node(1)}/registry/health`)).status).toBe(200);
+
+      // Node 2 took the counter over: restarting it hands the counter on with its count.
+      const before = run.pid(ports[2]);
+      mark = run.lines.length;
+      run.send(`restart ${ports[2]}`);
+      await run.waitFor(new RegExp(`^\\[${ports[2]}\\] shut down cleanly \\(pid \\d+\\); starting it again on port ${ports[2]}$`), mark);
+      const [, pid] = await run.waitFor(new RegExp(`^\\[${ports[2]}\\] running again: pid (\\d+), healthy$`), mark);
+      expect(Number(pid)).not.toBe(before);
+      expect(run.pid(ports[2])).toBe(Number(pid));
+      for (const [i, count] of [[2, 11], [0, 12], [1, 13]]) {
+        const res = await increment(i);
+        expect(res.status).toBe(200);
+        expect(await res.json()).toEqual({ count });
+      }
+
+      mark = run.lines.length;
+      run.send("nodes");
+      for (const port of ports) await run.waitFor(new RegExp(`^  ${port}: pid ${run.pid(port)}$`), mark);
+      run.send(`start ${ports[0]}`);
+      await run.waitFor(new RegExp(`^\\[${ports[0]}\\] is running \\(pid ${run.pid(ports[0])}\\)$`), mark);
+      run.send("restart 1");
+      await run.waitFor(new RegExp(`^restart what\\? one of the ports ${ports.join(", ")}$`), mark);
     });
 
     test("SIGTERM stops every node, and the launcher exits 0", async () => {
-      const exited = new Promise<number | null>((resolve) => launcher.once("exit", resolve));
-      launcher.kill("SIGTERM");
-      expect(await exited).toBe(0);
+      expect(await run.stop()).toBe(0);
       for (let i = 0; i < 3; i++) await expect(fetch(`${node(i)}/registry/health`)).rejects.toThrow();
     });
   });

@@ -6,6 +6,22 @@ import { chromium, type Browser, type Page } from "playwright-core";
 
 // Headless Chromium for the end-to-end tests: Debian's /usr/bin/chromium, never a downloaded one.
 
+declare global {
+  interface Window {
+    /** What demo/public/app.js keeps for the tests. */
+    demo: {
+      /** arrivedAt: performance.now(); receivedAt: Date.now(), comparable with the server's `time` (same machine). */
+      feedEvents: Array<{ arrivedAt: number; receivedAt: number; data: { stream: number; count: number; time: string } }>;
+      /** Every text the chat's status line showed, oldest first. */
+      chatStatuses: string[];
+      /** How often the chat got back into its room after losing it. */
+      chatRejoins: number;
+    };
+    /** The other-origin page's results. */
+    checks: Record<string, Check>;
+  }
+}
+
 // E2E_CHROMIUM points elsewhere (another system Chromium; or a missing path, to see the skip).
 export const CHROMIUM = process.env.E2E_CHROMIUM ?? "/usr/bin/chromium";
 export const hasChromium = existsSync(CHROMIUM);

@@ -5,7 +5,7 @@ const client = createClient(new URL("/registry", location.href).href);
 const $ = (selector) => document.querySelector(selector);
 
 /** What the end-to-end tests read (and handy in the devtools console). */
-const demo = (window.demo = { client, feedEvents: [], chatSocket: undefined });
+const demo = (window.demo = { client, feedEvents: [], chatSocket: undefined, chatStatuses: [], chatRejoins: 0 });
 
 // ---------------------------------------------------------------- errors
 
@@ -111,11 +111,25 @@ const CLOSE_MEANINGS = {
   1006: "connection lost",
   1009: "message too big",
   1011: "server error",
+  1012: "the node is restarting",
   4400: "refused: bad request",
   4401: "refused: unauthorized",
   4403: "refused: forbidden",
   4404: "refused: not found",
 };
+
+// Closes worth another try with the same room and name: a node draining or gone (1012, reason
+// service_restart, owner_unreachable, cluster_unavailable or lease_lost), a server going away (1001),
+// a dropped connection (1006). A refusal (4400, 4403, …) would only be refused again.
+const RECONNECT_CODES = new Set([1001, 1006, 1012]);
+const RECONNECT_FIRST_MS = 250;
+const RECONNECT_MAX_MS = 5000;
+
+/**
+ * The room the page is in or is getting back into: { room, name, socket, attempt, timer, lost, leaving }.
+ * Undefined before a join, after a leave and after a close that is not retried.
+ */
+let chat;
 
 $("#chat-name").value = localStorage.getItem("demo-chat-name") ?? `guest-${Math.floor(100 + Math.random() * 900)}`;
 
@@ -135,10 +149,13 @@ function addChatLine(parts, className) {
 }
 
 const timePart = (iso) => ["time", { iso, label: clock(iso) }];
+const seconds = (ms) => `${Number((ms / 1000).toFixed(ms < 1000 ? 2 : 1))} s`;
+const closeDetail = (event) => `${event.code}${event.reason ? ` ${event.reason}` : ""}`;
 
 function renderChatEvent(event) {
   switch (event.type) {
     case "history":
+      // The room's saved messages: the whole view, so a page that rejoins shows each message once.
       $("#chat-messages").replaceChildren();
       if (event.messages.length === 0) addChatLine([["span", "No messages yet. Say hello!"]], "notice placeholder");
       for (const m of event.messages) addChatLine([timePart(m.time), ["span", m.from, "from"], ["span", m.text]], "message");
@@ -159,62 +176,129 @@ function renderChatEvent(event) {
   }
 }
 
+function setChatStatus(text, kind) {
+  setStatus($("#chat-status"), text, kind);
+  demo.chatStatuses.push(text);
+}
+
 function setChatConnected(connected) {
   $("#chat-text").disabled = !connected;
   $("#chat-send-button").disabled = !connected;
-  $("#chat-leave").disabled = !demo.chatSocket;
+  $("#chat-leave").disabled = !chat;
 }
 
-async function joinChat(room, name) {
-  leaveChat(true);
+function joinChat(room, name) {
+  forgetChat();
   clearError($("#chat-error"));
   $("#chat-messages").replaceChildren();
   $("#chat-online").textContent = "";
-  setStatus($("#chat-status"), `connecting to "${room}"…`, "pending");
+  chat = { room, name, attempt: 0 };
+  void connectChat(chat, `connecting to "${room}"…`);
+}
+
+async function connectChat(session, status) {
+  setChatStatus(status, "pending");
+  setChatConnected(false);
   let socket;
   try {
     // Resolves at once with a CONNECTING socket; a refusal arrives as a close code (4400, 4403, …).
-    socket = await client.chat.getOrCreate([room], { params: { name } }).websocket();
+    socket = await client.chat.getOrCreate([session.room], { params: { name: session.name } }).websocket();
   } catch (err) {
-    setStatus($("#chat-status"), "could not connect", "bad");
+    if (chat !== session) return;
+    chat = undefined;
+    setChatStatus("could not connect", "bad");
+    setChatConnected(false);
     showError($("#chat-error"), err);
     return;
   }
-  demo.chatSocket = socket;
-  setChatConnected(false);
-  socket.addEventListener("open", () => {
-    if (demo.chatSocket !== socket) return;
-    setStatus($("#chat-status"), `connected to "${room}" as ${name}`, "ok");
-    setChatConnected(true);
-    $("#chat-text").focus();
-  });
+  if (chat !== session) return socket.close(1000, "bye");
+  session.socket = demo.chatSocket = socket;
   // Only the current socket updates the page: one being replaced may still close or talk.
+  const current = () => chat === session && session.socket === socket;
   socket.addEventListener("message", (event) => {
-    if (demo.chatSocket !== socket) return;
+    if (!current()) return;
+    let data;
     try {
-      renderChatEvent(JSON.parse(event.data));
+      data = JSON.parse(event.data);
     } catch (err) {
       showError($("#chat-error"), err);
+      return;
     }
+    renderChatEvent(data);
+    // The actor's first frame: the room took this socket (a refused one opens, then closes).
+    if (data.type === "history") inRoom(session);
   });
   socket.addEventListener("close", (event) => {
-    if (demo.chatSocket !== socket) return;
-    const meaning = CLOSE_MEANINGS[event.code] ?? "closed";
-    const text = `${meaning} — close code ${event.code}${event.reason ? `, reason "${event.reason}"` : ""}`;
-    setStatus($("#chat-status"), `${event.code} ${event.reason || meaning}`, event.code === 1000 ? "idle" : "bad");
-    if (event.code !== 1000) showError($("#chat-error"), `Room "${room}": ${text}`);
-    else addChatLine([["span", "you left the room"]], "notice");
-    demo.chatSocket = undefined;
+    if (!current()) return;
+    session.socket = demo.chatSocket = undefined;
+    if (!session.leaving && RECONNECT_CODES.has(event.code)) return reconnectLater(session, event);
+    chat = undefined;
     setChatConnected(false);
+    if (session.leaving) {
+      setChatStatus(`left "${session.room}"`, "idle");
+      addChatLine([["span", "you left the room"]], "notice");
+      return;
+    }
+    const meaning = CLOSE_MEANINGS[event.code] ?? "closed";
+    setChatStatus(`${event.code} ${event.reason || meaning}`, event.code === 1000 ? "idle" : "bad");
+    showError($("#chat-error"), `Room "${session.room}": ${meaning} — close code ${event.code}${event.reason ? `, reason "${event.reason}"` : ""}`);
   });
 }
 
-/** Closes the current socket; with `quietly`, the page forgets it first (a new room replaces it). */
-function leaveChat(quietly = false) {
-  const socket = demo.chatSocket;
-  if (!socket) return;
-  if (quietly) demo.chatSocket = undefined;
-  if (socket.readyState <= WebSocket.OPEN) socket.close(1000, "bye");
+function inRoom(session) {
+  setChatStatus(`connected to "${session.room}" as ${session.name}`, "ok");
+  setChatConnected(true);
+  clearError($("#chat-error"));
+  if (session.lost) {
+    const away = seconds(performance.now() - session.lost.at);
+    addChatLine([["span", `back in the room after ${away} (${session.lost.why}); the messages above are its saved history`]], "notice");
+    demo.chatRejoins++;
+  }
+  if (!session.lost || document.activeElement === document.body) $("#chat-text").focus();
+  session.attempt = 0;
+  session.lost = undefined;
+}
+
+/** Another try after 250 ms, 0.5 s, 1 s … at most 5 s apart, until the room takes the socket again. */
+function reconnectLater(session, event) {
+  setChatConnected(false);
+  const delay = Math.min(RECONNECT_FIRST_MS * 2 ** session.attempt, RECONNECT_MAX_MS);
+  session.attempt++;
+  if (!session.lost) {
+    // The first close says why (a restart, a drop); the later ones only how the retries fare.
+    session.lost = { at: performance.now(), meaning: CLOSE_MEANINGS[event.code], why: closeDetail(event) };
+    addChatLine([["span", `${session.lost.meaning} (${session.lost.why}): reconnecting…`]], "notice");
+    $("#chat-online").textContent = "";
+  }
+  const last = session.attempt > 1 ? `, last try: ${closeDetail(event)}` : "";
+  setChatStatus(`${session.lost.meaning} — reconnecting in ${seconds(delay)} (${session.lost.why}${last})`, "pending");
+  session.timer = setTimeout(() => {
+    session.timer = undefined;
+    void connectChat(session, `${session.lost.meaning} — reconnecting… (attempt ${session.attempt})`);
+  }, delay);
+}
+
+/** Leaves the room: closes the socket, or stops waiting to reconnect. */
+function leaveChat() {
+  const session = chat;
+  if (!session) return;
+  session.leaving = true;
+  clearTimeout(session.timer);
+  if (session.socket) return session.socket.close(1000, "bye"); // its close event ends the session
+  chat = undefined;
+  setChatConnected(false);
+  setChatStatus(`left "${session.room}"`, "idle");
+  addChatLine([["span", "you left the room"]], "notice");
+}
+
+/** Drops the current room without a word on the page: a new join replaces it. */
+function forgetChat() {
+  const session = chat;
+  if (!session) return;
+  chat = undefined;
+  demo.chatSocket = undefined;
+  clearTimeout(session.timer);
+  session.socket?.close(1000, "bye");
 }
 
 $("#chat-join").addEventListener("submit", (event) => {
@@ -222,10 +306,10 @@ $("#chat-join").addEventListener("submit", (event) => {
   const room = $("#chat-room").value.trim();
   const name = $("#chat-name").value.trim();
   localStorage.setItem("demo-chat-name", name);
-  void joinChat(room, name);
+  joinChat(room, name);
 });
-$("#chat-leave").addEventListener("click", () => leaveChat());
-$("#chat-forbidden").addEventListener("click", () => void joinChat("staff", $("#chat-name").value.trim() || "guest"));
+$("#chat-leave").addEventListener("click", leaveChat);
+$("#chat-forbidden").addEventListener("click", () => joinChat("staff", $("#chat-name").value.trim() || "guest"));
 $("#chat-send").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("#chat-text");
