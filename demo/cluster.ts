@@ -6,6 +6,7 @@
 // Ctrl-C (or SIGTERM) shuts every node down: each saves its actors and releases its leases.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 
@@ -108,15 +109,29 @@ function command(line: string) {
   } else console.log(COMMANDS);
 }
 
+/** False when started in the background (`npm run demo:cluster &`): reading the terminal there would stop it (SIGTTIN). */
+function inForeground(): boolean {
+  if (!process.stdin.isTTY) return true;
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const [, , pgrp, , , tpgid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return pgrp === tpgid;
+  } catch {
+    return true; // no /proc (macOS): taken as the foreground
+  }
+}
+
 async function main() {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   const started = ports.map((port) => [port, startNode(port)] as const);
   await Promise.all(started.map(([port, child]) => healthy(port, child)));
   ready = true;
-  createInterface({ input: process.stdin }).on("line", (line) => {
-    if (!stopping) command(line);
-  });
+  if (inForeground()) {
+    createInterface({ input: process.stdin }).on("line", (line) => {
+      if (!stopping) command(line);
+    });
+  }
   const urls = ports.map((port) => `http://localhost:${port}`);
   const query = `'X-RivetKit-Actor-Query: {"getOrCreateForKey":{"name":"counter","key":["demo"]}}'`;
   console.log(`
