@@ -127,7 +127,8 @@ async function main() {
   const started = ports.map((port) => [port, startNode(port)] as const);
   await Promise.all(started.map(([port, child]) => healthy(port, child)));
   ready = true;
-  if (inForeground()) {
+  const commands = inForeground();
+  if (commands) {
     createInterface({ input: process.stdin }).on("line", (line) => {
       if (!stopping) command(line);
     });
@@ -143,14 +144,14 @@ The counter, the live feed and the chat work from every node: a request or a soc
 another node owns is forwarded there.
 
 # the chat across nodes, and a node restarted while you chat
-Open ${urls[0]}/ and ${urls[1]}/ and join the same room on both: the room lives on the node
-of the page that joined first (${ports[0]}), the other page's socket is relayed to it. Restart that node:
+Open ${urls[0]}/ and ${urls[1]}/ (two windows) and join the same room on both: the room lives
+on the node of the page that joined first (${ports[0]}), the other page's socket is relayed to it. Restart that node:
 type \`restart ${ports[0]}\` here, or \`kill -TERM <pid>\` from another terminal. It closes its sockets with
 1012, both pages show "the node is restarting — reconnecting…" and get back into the room on another
 node with the history intact, and this launcher starts the node again on its port.
 A node killed (type \`kill ${ports[1]}\` here, or \`kill -9 <pid>\`) stays down: its actors answer 503 until
 their leases expire (10 s), then another node takes them over; \`start ${ports[1]}\` brings it back.
-${COMMANDS}
+${commands ? COMMANDS : "Commands are off: this launcher runs in the background, where reading the terminal would stop it."}
 
 # one counter, incremented through each node in turn: one count, one owner
 ${urls.map((url) => `curl -X POST ${url}/registry/actors/raw/http/increment -H ${query}`).join("\n")}
