@@ -28,7 +28,8 @@ if (!hasChromium && !process.env.CI) {
 
       beforeAll(async () => {
         db = await tempDatabase();
-        [run, browser] = await Promise.all([launchDemoCluster({ databaseUrl: db.url, prefix }), launchChromium()]);
+        browser = await launchChromium(); // first: without Chromium (in CI) no cluster is left running
+        run = await launchDemoCluster({ databaseUrl: db.url, prefix });
       });
       afterAll(async () => {
         for (const context of contexts) await context.close();

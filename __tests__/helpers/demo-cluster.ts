@@ -67,7 +67,13 @@ export async function launchDemoCluster(options: { databaseUrl: string; prefix: 
       check();
     });
 
-  await waitFor(/nodes ready/, 0, 90_000);
+  try {
+    await waitFor(/nodes ready/, 0, 90_000);
+  } catch (err) {
+    launcher.kill("SIGTERM"); // stops the nodes it started
+    await exited;
+    throw err;
+  }
   return {
     ports,
     process: launcher,
