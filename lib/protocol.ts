@@ -13,6 +13,11 @@ export const HEALTH_PATH = "/health";
 export const CLUSTER_HTTP_PATH = "/actors/cluster/http";
 /** Where a node relays a WebSocket to the actor's owner (signed; SPEC §9). */
 export const CLUSTER_WEBSOCKET_PATH = "/actors/cluster/websocket";
+/**
+ * On the answer to a forwarded request that no actor saw because this node does not (or no longer)
+ * serve the actor: its error code. The edge may then place the request again; clients never see it.
+ */
+export const CLUSTER_UNSERVED_HEADER = "x-rivetkit-cluster-unserved";
 
 const CONTROL = /[\t\n\r]/;
 const CONTROLS = /[\t\n\r]/g;

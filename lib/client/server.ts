@@ -1,7 +1,7 @@
-import { OwnedElsewhere } from "../cluster/types";
+import { OwnedElsewhere, type HopRefusal } from "../cluster/types";
 import { ActorError, errorResponse, errors } from "../errors";
 import type { RegistryCore } from "../registry/core";
-import { parseQuery } from "../registry/query";
+import { parseQuery, type ActorQuery } from "../registry/query";
 import type { ActorInstance } from "../actor/instance";
 import { buildClient, mergeInit, type Transport } from "./core";
 import { socketPair } from "../websocket/pair";
@@ -11,40 +11,64 @@ const ORIGIN = "http://actor";
 
 /** The in-process client: same API and error semantics as createClient, no network, no onAuth. */
 export function createServerClient(core: RegistryCore) {
+  /** `again`: placed anew after the owner it was remembered at did not serve it (see FetchTarget.again). */
+  const fetchActor = async (
+    query: ActorQuery,
+    params: unknown,
+    path: string,
+    request: Request,
+    again?: { unreachable?: string },
+  ): Promise<Response> => {
+    try {
+      const { instance } = await core.enter(parseQuery(query), {
+        request,
+        params,
+        intent: "fetch",
+        authBy: "skip",
+        rememberedOwner: !again && request.body === null,
+      });
+      let response: Response;
+      try {
+        response = await (core.telemetry.observer?.fetch(instance, request, undefined) ?? instance.fetch(request, undefined));
+      } catch (err) {
+        instance.release();
+        throw err;
+      }
+      if (request.method === "HEAD") {
+        // As over HTTP: a HEAD response carries no body.
+        response.body?.cancel().catch(() => {});
+        instance.release();
+        return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
+      }
+      return await settleBody(response, instance);
+    } catch (err) {
+      if (!(err instanceof OwnedElsewhere)) return errorResponse(err, core.log);
+      if (again?.unreachable === err.owner.nodeId) return errorResponse(errors.ownerUnreachable(err.owner.retryAfter));
+      const claims = {
+        actorId: err.meta.actorId,
+        name: err.meta.name,
+        auth: undefined,
+        origin: ORIGIN,
+        method: request.method,
+        path,
+        ...(err.remembered && { remembered: true as const }),
+      };
+      const refused = (why: HopRefusal) => {
+        core.ownerRefused(err.meta.actorId, err.owner);
+        // A body already sent cannot be sent again.
+        if (why === "failed" || !err.remembered || request.body !== null) return undefined;
+        return fetchActor(query, params, path, request, { unreachable: why === "unconnected" ? err.owner.nodeId : undefined });
+      };
+      const { observer } = core.telemetry;
+      if (observer) return observer.forward(request, claims, (watch) => core.cluster!.forwardFetch(request, err.owner, claims, watch, refused));
+      return core.cluster!.forwardFetch(request, err.owner, claims, undefined, refused);
+    }
+  };
+
   const transport: Transport = {
     async fetch(query, params, path, base, init) {
-      // Outside the try: a bad init rejects with fetch's TypeError instead of becoming a 500.
-      const request = new Request(ORIGIN + path, mergeInit(base, init));
-      try {
-        const { instance } = await core.enter(parseQuery(query), {
-          request,
-          params,
-          intent: "fetch",
-          authBy: "skip",
-        });
-        let response: Response;
-        try {
-          response = await (core.telemetry.observer?.fetch(instance, request, undefined) ?? instance.fetch(request, undefined));
-        } catch (err) {
-          instance.release();
-          throw err;
-        }
-        if (request.method === "HEAD") {
-          // As over HTTP: a HEAD response carries no body.
-          response.body?.cancel().catch(() => {});
-          instance.release();
-          return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
-        }
-        return await settleBody(response, instance);
-      } catch (err) {
-        if (err instanceof OwnedElsewhere) {
-          const claims = { actorId: err.meta.actorId, name: err.meta.name, auth: undefined, origin: ORIGIN, method: request.method, path };
-          const { observer } = core.telemetry;
-          if (observer) return observer.forward(request, claims, (watch) => core.cluster!.forwardFetch(request, err.owner, claims, watch));
-          return core.cluster!.forwardFetch(request, err.owner, claims);
-        }
-        return errorResponse(err, core.log);
-      }
+      // Outside fetchActor: a bad init rejects with fetch's TypeError instead of becoming a 500.
+      return fetchActor(query, params, path, new Request(ORIGIN + path, mergeInit(base, init)));
     },
     async resolve(query) {
       try {

@@ -39,7 +39,7 @@ export async function serveForwarded(core: RegistryCore, req: IncomingMessage, r
     path: claims.path,
     // onAuth ran at the edge: its result comes signed, and counts as the route's trusted auth data.
     authBy: () => claims.auth,
-    forwarded: { origin: claims.origin },
+    forwarded: { origin: claims.origin, remembered: claims.remembered },
     prepare: gateway ? dropInternalHeadersOf : undefined,
   }, http);
 }

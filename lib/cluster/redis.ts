@@ -6,7 +6,7 @@ import { log, type Logger } from "../log";
 import { loadDriver } from "../stores/driver";
 import { createForwarder } from "./proxy";
 import { createSocketRelay } from "./socket-relay";
-import { verifyForward } from "./signing";
+import { forwardVerifier } from "./signing";
 import type { Cluster, ClusterHost, Lease, LeaseLossCause, Owner } from "./types";
 
 export interface RedisClusterOptions {
@@ -130,6 +130,7 @@ class RedisCluster implements Cluster {
   private readonly releases = new Set<Promise<unknown>>();
   private readonly forwarder;
   private readonly relay;
+  readonly verify: Cluster["verify"];
   /** No lease is trusted past its last confirmation plus leaseMs minus this, nor a Redis call awaited longer. */
   private readonly margin: number;
   private readonly timeout: number;
@@ -143,7 +144,7 @@ class RedisCluster implements Cluster {
     private readonly client: Redis,
     private readonly ownsClient: boolean,
     private readonly advertise: string,
-    private readonly secret: string,
+    secret: string,
     private readonly leaseMs: number,
     private readonly prefix: string,
   ) {
@@ -152,6 +153,7 @@ class RedisCluster implements Cluster {
     this.forwarder = createForwarder(secret, () => this.logger);
     // An owner that cannot finish a handshake within a lease is gone or frozen: the client retries.
     this.relay = createSocketRelay(secret, leaseMs, () => this.logger);
+    this.verify = forwardVerifier(secret);
   }
 
   get node() {
@@ -199,7 +201,10 @@ class RedisCluster implements Cluster {
     }
     const holder = String(reply[1]).split(" ")[0];
     const record = reply[3] === null || reply[3] === undefined ? undefined : parseRecord(String(reply[3]));
-    return { owner: { nodeId: holder, url: record?.url, retryAfter: Math.max(1, Math.ceil(Number(reply[2]) / 1000)) } };
+    const left = Number(reply[2]);
+    // The lease had `left` ms to live when Redis answered, so at least that much after we asked.
+    const until = record && left > 0 ? sent + left : undefined;
+    return { owner: { nodeId: holder, url: record?.url, retryAfter: Math.max(1, Math.ceil(left / 1000)), until } };
   }
 
   release(actorId: string, lease: Lease) {
@@ -216,13 +221,11 @@ class RedisCluster implements Cluster {
     return !this.closed && performance.now() < this.confirmedUntil;
   }
 
-  forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body, watch) => this.forwarder.http(req, res, owner, claims, body, watch);
-  forwardFetch: Cluster["forwardFetch"] = (request, owner, claims, watch) => this.forwarder.fetch(request, owner, claims, watch);
+  forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body, watch, refused) =>
+    this.forwarder.http(req, res, owner, claims, body, watch, refused);
+  forwardFetch: Cluster["forwardFetch"] = (request, owner, claims, watch, refused) => this.forwarder.fetch(request, owner, claims, watch, refused);
   forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers, watch) => this.relay(client, request, owner, claims, closers, watch);
 
-  verify(token: string | undefined) {
-    return verifyForward(this.secret, token);
-  }
 
   /** Heartbeat and renewal of every lease held, in batches of one script call each. */
   private async renew() {

@@ -25,8 +25,12 @@ export interface Lease {
  */
 export type LeaseLossCause = "expired" | "lapsed" | "fenced";
 
-/** How a forwarding hop ended: the owner's status (101 for a relayed socket), or no answer (owner down, or the client or a shutdown ended it first). */
-export type HopResult = number | "unreachable" | "cancelled";
+/**
+ * How a forwarding hop ended: the owner's status (101 for a relayed socket), or no answer (owner
+ * down, or the client or a shutdown ended it first), or `stale`: the owner the edge remembered no
+ * longer serves the actor, and the edge placed the request again.
+ */
+export type HopResult = number | "unreachable" | "cancelled" | "stale";
 
 /** The registry's view of one forwarding hop (metrics, and the trace context it carries). */
 export interface HopWatch {
@@ -36,6 +40,13 @@ export interface HopWatch {
   done(result: HopResult): void;
 }
 
+/**
+ * Why a hop was not served: `unserved`, the owner refused it before any actor saw it (it no longer
+ * runs the actor); `unconnected`, the owner could not be connected to, so nothing was sent; `failed`,
+ * anything else (the request may have run there).
+ */
+export type HopRefusal = "unserved" | "unconnected" | "failed";
+
 /** The node that holds an actor's lease, as another node sees it. */
 export interface Owner {
   nodeId: string;
@@ -43,6 +54,11 @@ export interface Owner {
   url: string | undefined;
   /** Seconds until its lease expires unless renewed: the Retry-After of owner_unreachable. */
   retryAfter: number;
+  /**
+   * performance.now() before which the lease seen cannot have expired (only been let go): how long
+   * an edge may send the actor's requests here without asking again. Undefined: ask every time.
+   */
+  until?: number;
 }
 
 /** What a forwarding hop carries to the owner, signed (see ./signing). */
@@ -60,6 +76,8 @@ export interface ForwardClaims {
   via?: "gateway";
   /** Set on a relayed WebSocket: such a token opens a socket and never serves an HTTP request, nor the reverse. */
   socket?: true;
+  /** Sent where the actor was last seen, by an edge that can place it again: served only if running there. */
+  remembered?: true;
 }
 
 export interface ClusterHost {
@@ -83,10 +101,28 @@ export interface Cluster {
   release(actorId: string, lease: Lease): void;
   /** Whether this node can currently confirm leases. */
   healthy(): boolean;
-  /** Proxies `req` to the owner; `body` is the request body when a parser has already read it. */
-  forwardHttp(req: IncomingMessage, res: ServerResponse, owner: Owner, claims: ForwardClaims, body?: Uint8Array, watch?: HopWatch): void;
-  /** The same hop for the server-side client. */
-  forwardFetch(request: Request, owner: Owner, claims: ForwardClaims, watch?: HopWatch): Promise<Response>;
+  /**
+   * Proxies `req` to the owner; `body` is the request body when a parser has already read it.
+   * `refused` hears of a hop the owner did not serve; when it returns true it has taken the request
+   * over, and the hop answers nothing.
+   */
+  forwardHttp(
+    req: IncomingMessage,
+    res: ServerResponse,
+    owner: Owner,
+    claims: ForwardClaims,
+    body?: Uint8Array,
+    watch?: HopWatch,
+    refused?: (why: HopRefusal) => boolean,
+  ): void;
+  /** The same hop for the server-side client; a `refused` that returns a response makes it the answer. */
+  forwardFetch(
+    request: Request,
+    owner: Owner,
+    claims: ForwardClaims,
+    watch?: HopWatch,
+    refused?: (why: HopRefusal) => Promise<Response> | undefined,
+  ): Promise<Response>;
   /**
    * Relays an accepted socket (its W3C surface, events still held) to the owner's socket route, until
    * either end closes; `closers` is where the registry's shutdown finds it.
@@ -103,8 +139,21 @@ export class OwnedElsewhere extends ActorError {
     readonly owner: Owner,
     readonly meta: ActorMeta,
     readonly auth?: unknown,
+    /** The owner as this node last found it, not asked again: it may have let go since. */
+    readonly remembered = false,
   ) {
     super(503, "service_restart", "This actor is served by another node");
     this.retryAfter = 0;
+  }
+
+  /** Routing, not a failure: made without a stack trace, which would cost more than the rest of the decision. */
+  static of(owner: Owner, meta: ActorMeta, auth?: unknown, remembered = false): OwnedElsewhere {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return new OwnedElsewhere(owner, meta, auth, remembered);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   }
 }

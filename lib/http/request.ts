@@ -21,6 +21,8 @@ export interface BuiltRequest {
   readonly rebuilt?: Uint8Array;
   /** Whether anyone has started reading the body from the socket (see `lazyBody`). */
   readonly bodyTouched: boolean;
+  /** Whether the request can be built again from `req`: it has no body, or a parser's copy of it. */
+  readonly replayable: boolean;
   /** Lets go of the request without touching its body, so another consumer (a proxy) can stream it. */
   handOver(): void;
 }
@@ -248,6 +250,7 @@ export function buildRequest(
     get bodyTouched() {
       return source?.started ?? false;
     },
+    replayable: source === undefined,
     handOver,
   };
 }

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { OwnedElsewhere } from "../cluster/types";
-import { errors } from "../errors";
-import type { AuthBy, RegistryCore } from "../registry/core";
+import { OwnedElsewhere, type HopRefusal } from "../cluster/types";
+import { ActorError, errors } from "../errors";
+import type { AuthBy, Entered, RegistryCore } from "../registry/core";
+import { CLUSTER_UNSERVED_HEADER } from "../protocol";
 import { DEFAULT_LIMITS, type Limits } from "../limits";
 import { checkDepth, parseQueryText, type ParsedQuery, type QueryLimits } from "../registry/query";
 import { actorUrlText, buildRequest, copyHeaders, originOf, routerHeadersOf, type BuiltRequest, type RouterHeaders } from "./request";
@@ -22,10 +23,15 @@ export interface FetchTarget {
   authBy: AuthBy;
   /** Adjusts the built Request before onAuth and the actor see it (the gateway drops its own headers). */
   prepare?: (request: Request) => void;
-  /** A request another node forwarded (SPEC §9): the origin its client used. */
-  forwarded?: { origin: string };
+  /** A request another node forwarded (SPEC §9): the origin its client used; see EnterOptions.forwarded. */
+  forwarded?: { origin: string; remembered?: boolean };
   /** Served for RivetKit's gateway (SPEC §10); a forwarding hop tells the owner so. */
   via?: "gateway";
+  /**
+   * Placed again because the owner it was remembered at did not serve it: asks the store and Redis.
+   * `unreachable`: that owner's node id, when it could not be connected to.
+   */
+  again?: { unreachable?: string };
 }
 
 /** The query, encoding and conn params of SPEC §2, validated. */
@@ -75,13 +81,16 @@ export async function serveFetch(
     return;
   }
   const tooLarge = () => built.overflowed && (refuseBody(req, res, options.maxBodySize), true);
+  let entered: Entered | undefined;
   try {
-    const entered = await core.enter(target.query, {
+    entered = await core.enter(target.query, {
       request: built.request,
       params: target.params,
       intent: "fetch",
       authBy: target.authBy,
-      forwarded: forwarded !== undefined,
+      forwarded: forwarded ? (forwarded.remembered ? "remembered" : true) : false,
+      // A body streamed to an owner that turns out to have let go could not be sent again.
+      rememberedOwner: !target.again && built.replayable,
     });
     const { instance, auth } = entered;
     try {
@@ -102,23 +111,47 @@ export async function serveFetch(
       instance.release();
     }
   } catch (err) {
-    if (err instanceof OwnedElsewhere) forward(core, req, res, built, err, target);
-    else if (!tooLarge()) sendError(res, err);
+    if (err instanceof OwnedElsewhere) forward(core, req, res, built, err, target, options);
+    else if (!tooLarge()) {
+      if (forwarded && !entered && isUnserved(err)) res.setHeader(CLUSTER_UNSERVED_HEADER, err.code);
+      sendError(res, err);
+    }
   } finally {
     built.dispose();
   }
 }
 
+/** A forwarded request this node refused before any actor saw it, since another node has the actor or will. */
+function isUnserved(err: unknown): err is ActorError {
+  return err instanceof ActorError && (err.code === "lease_lost" || err.code === "shutting_down");
+}
+
 /**
  * Hands the request to the node that owns its actor. The body must still be on the socket (or
- * rebuilt from a parser's copy): one that onAuth has read cannot be sent on.
+ * rebuilt from a parser's copy): one that onAuth has read cannot be sent on. When the owner was
+ * only remembered and refuses the request unserved, the request is placed once more (with the auth
+ * data onAuth gave, so it does not run again) if it can be: without a body, or with a parser's copy.
  */
-function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, built: BuiltRequest, to: OwnedElsewhere, target: FetchTarget) {
+function forward(
+  core: RegistryCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  built: BuiltRequest,
+  to: OwnedElsewhere,
+  target: FetchTarget,
+  options: HttpOptions,
+) {
   if (built.bodyTouched) {
     core.log.error({ actor: to.meta.name }, `onAuth of "${to.meta.name}" read the request body, which a cluster must forward to the owning node untouched`);
     sendError(res, errors.internal());
     return;
   }
+  // Redis still names the node just found unreachable: no second hop to it.
+  if (target.again?.unreachable === to.owner.nodeId) {
+    sendError(res, errors.ownerUnreachable(to.owner.retryAfter));
+    return;
+  }
+  const again = to.remembered && built.replayable;
   const claims = {
     actorId: to.meta.actorId,
     name: to.meta.name,
@@ -127,11 +160,19 @@ function forward(core: RegistryCore, req: IncomingMessage, res: ServerResponse, 
     method: built.request.method,
     path: target.path,
     ...(target.via && { via: target.via }),
+    ...(again && { remembered: true as const }),
   };
   built.handOver();
+  const refused = (why: HopRefusal) => {
+    core.ownerRefused(to.meta.actorId, to.owner);
+    if (why === "failed" || !again) return false;
+    const unreachable = why === "unconnected" ? to.owner.nodeId : undefined;
+    serveFetch(core, req, res, { ...target, authBy: () => to.auth, again: { unreachable } }, options).catch((err) => sendError(res, err));
+    return true;
+  };
   const { observer } = core.telemetry;
-  if (observer) observer.forward(built.request, claims, (watch) => core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt, watch));
-  else core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt);
+  if (observer) observer.forward(built.request, claims, (watch) => core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt, watch, refused));
+  else core.cluster!.forwardHttp(req, res, to.owner, claims, built.rebuilt, undefined, refused);
 }
 
 /** The headers an actor's onAuth and onWebSocket see, and the router headers beside them. */

@@ -69,8 +69,11 @@ export class Observer {
         if (ended) return;
         ended = true;
         const answered = typeof result === "number";
-        if (socket) this.metrics?.relayed(claims.name, answered ? "opened" : result);
-        else this.metrics?.forwarded(claims.name, answered ? statusClass(result) : result, answered ? seconds(start) : undefined);
+        // A stale hop is not counted: the request's next hop is (or its service here).
+        if (result !== "stale") {
+          if (socket) this.metrics?.relayed(claims.name, answered ? "opened" : result);
+          else this.metrics?.forwarded(claims.name, answered ? statusClass(result) : result, answered ? seconds(start) : undefined);
+        }
         span?.end(result);
       },
     };

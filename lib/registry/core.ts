@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { ActorDefinition, AuthArgs, AuthSource } from "../actor/definition";
 import { ActorInstance, type InstanceHost } from "../actor/instance";
-import { OwnedElsewhere, type Cluster, type ClusterHost, type Lease, type LeaseLossCause } from "../cluster/types";
+import { OwnedElsewhere, type Cluster, type ClusterHost, type Lease, type LeaseLossCause, type Owner } from "../cluster/types";
 import { ActorError, errors } from "../errors";
 import type { Logger } from "../log";
 import { NO_TELEMETRY, type Telemetry } from "../observe/telemetry";
 import { keyId, type ActorMeta, type StateStore } from "../stores/types";
+import { KnownOwners } from "./owners";
 import { intentsOf, type ParsedQuery } from "./query";
 
 /**
@@ -20,8 +21,17 @@ export interface EnterOptions {
   params: unknown;
   intent: "fetch" | "websocket" | undefined;
   authBy: AuthBy;
-  /** A request another node forwarded here: it is served here or refused, never forwarded again. */
-  forwarded?: boolean;
+  /**
+   * A request another node forwarded here: it is served here or refused, never forwarded again.
+   * "remembered": the edge sent it to where the actor was last seen and can place it again, so it is
+   * served only by an instance running here (one that went to sleep wakes where the request lands).
+   */
+  forwarded?: boolean | "remembered";
+  /**
+   * May answer OwnedElsewhere (`remembered`) from where the actor was last found, without the store
+   * and Redis: the caller must be able to place the request again if that owner refuses it unserved.
+   */
+  rememberedOwner?: boolean;
 }
 
 export interface Entered {
@@ -36,6 +46,8 @@ export class RegistryCore implements InstanceHost, ClusterHost {
   private readonly instances = new Map<string, ActorInstance>();
   private readonly activating = new Map<string, Promise<ActorInstance>>();
   private readonly keyIndex = new Map<string, string>();
+  /** In a cluster: the actors other nodes were found to own. */
+  private readonly owners?: KnownOwners;
   private shutdownPromise?: Promise<void>;
   private serverClient?: unknown;
   /** Run when shutdown begins: open sockets and event streams end at once. */
@@ -55,6 +67,7 @@ export class RegistryCore implements InstanceHost, ClusterHost {
   ) {
     // Before attach, so the cluster logs through it from the start.
     if (telemetry) this.telemetry = telemetry;
+    if (cluster) this.owners = new KnownOwners();
     cluster?.attach(this);
   }
 
@@ -108,13 +121,17 @@ export class RegistryCore implements InstanceHost, ClusterHost {
     // The hot path: a running actor is found and acquired without awaiting anything more.
     const running = this.running(query);
     if (running) return { instance: running, auth };
+    if (opts.forwarded === "remembered") throw errors.leaseLost("This actor no longer runs on this node; try again");
+    // The forwarding hop's hot path: no store lookup, no claim; only while Redis vouches for this node.
+    const known = opts.rememberedOwner && !opts.forwarded ? this.owners?.find(query) : undefined;
+    if (known && this.cluster!.healthy()) throw OwnedElsewhere.of(known.owner, known.meta, auth, true);
     const meta = await this.resolve(query);
     try {
       return { instance: await this.activate(meta, definition), auth };
     } catch (err) {
       if (!(err instanceof OwnedElsewhere)) throw err;
       if (opts.forwarded) throw errors.leaseLost("This actor moved to another node; try again");
-      throw new OwnedElsewhere(err.owner, err.meta, auth);
+      throw OwnedElsewhere.of(err.owner, err.meta, auth);
     }
   }
 
@@ -240,7 +257,11 @@ export class RegistryCore implements InstanceHost, ClusterHost {
     try {
       if (this.cluster) {
         const placement = await this.cluster.claim(meta.actorId);
-        if ("owner" in placement) throw new OwnedElsewhere(placement.owner, meta);
+        if ("owner" in placement) {
+          this.owners!.remember(meta, placement.owner);
+          throw OwnedElsewhere.of(placement.owner, meta);
+        }
+        this.owners!.forget(meta.actorId);
         lease = placement.lease;
         this.telemetry.observer?.leaseAcquired(meta.name, lease);
       }
@@ -268,6 +289,11 @@ export class RegistryCore implements InstanceHost, ClusterHost {
     const id = keyId(name, key);
     if (this.keyIndex.get(id) === actorId) this.keyIndex.delete(id);
     if (instance.lease) this.cluster!.release(actorId, instance.lease);
+  }
+
+  /** The owner a hop went to did not serve the request (it let go of the actor, or is gone). */
+  ownerRefused(actorId: string, owner: Owner) {
+    this.owners?.forget(actorId, owner);
   }
 
   leaseLost(actorId: string, lease: Lease, cause: LeaseLossCause) {
