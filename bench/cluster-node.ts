@@ -1,8 +1,9 @@
 // One node of the forwarding-hop case: two of these share a redisStore and a redisCluster under the
 // run's Redis prefix. Usage: cluster-node.ts <name>. The port is taken first, since `advertise` names it.
-import { createServer } from "node:http";
+import { Agent, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
+import { createProxyMiddleware } from "http-proxy-middleware";
 import { actor, actorMiddleware, setup } from "express-actors";
 import { redisCluster } from "express-actors/cluster/redis";
 import { redisStore } from "express-actors/stores/redis";
@@ -33,6 +34,21 @@ server.listen(0, "127.0.0.1", async () => {
   });
   const app = express();
   app.use("/registry", actorMiddleware(registry));
+  // The lower bound of a hop: a plain route, and the same reached through a bare http-proxy-middleware
+  // hop from the other node (keep-alive, no plugins), which the runner names in x-bench-target.
+  app.get("/plain", (_req, res) => {
+    res.json(payload);
+  });
+  app.use(
+    "/proxied",
+    createProxyMiddleware({
+      router: (req) => `http://127.0.0.1:${req.headers["x-bench-target"]}/plain`,
+      // As the library's: idle connections close before the owner's keep-alive would end them.
+      agent: new Agent({ keepAlive: true, timeout: 30_000 }),
+      ejectPlugins: true,
+      plugins: [(proxy) => proxy.on("error", (_err, _req, res) => res.destroy())],
+    }),
+  );
   server.on("request", app);
   // Ready once Redis has confirmed this node's heartbeat, as a load balancer's health check would wait.
   while ((await fetch(`http://127.0.0.1:${port}/registry/health`).catch(() => undefined))?.status !== 200) {
