@@ -358,7 +358,7 @@ describeWithService("postgres", "WebSockets across a cluster of three processes"
       });
 
       /** Opens a socket to `key` through `node`, retrying while the cluster hands the actor over. */
-      async function reconnect(node: ClusterNode, key: string): Promise<{ client: Client; hello: string }> {
+      async function reconnect(node: ClusterNode, key: string, ms = 20_000): Promise<{ client: Client; hello: string }> {
         return eventually(async () => {
           const client = connect(node, key);
           try {
@@ -368,7 +368,7 @@ describeWithService("postgres", "WebSockets across a cluster of three processes"
             expect(code).toBe(1012);
             return undefined;
           }
-        }, 20_000, `a socket to ${key} through ${node.name}`);
+        }, ms, `a socket to ${key} through ${node.name}`);
       }
 
       test("shutdown of the owner: its relayed and direct sockets close with 1012, and reconnect to a new owner with the state", async () => {
@@ -389,8 +389,9 @@ describeWithService("postgres", "WebSockets across a cluster of three processes"
         expect(await direct.closed).toEqual({ code: 1012, reason: "service_restart" });
         await owner.exited();
 
-        // The lease was released: the next socket is served by a new owner at once, with both increments.
-        const { client, hello } = await reconnect(edges[0], key);
+        // The lease was released: the next socket is served by a new owner at once (well within the
+        // 10 s lease), with both increments.
+        const { client, hello } = await reconnect(edges[0], key, 3000);
         expect(hello).toMatch(new RegExp(`^hello from (${edges.map((e) => e.name).join("|")})$`));
         client.ws.send("cmd:inc");
         expect(await client.json()).toMatchObject({ count: 3 });

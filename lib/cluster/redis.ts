@@ -224,7 +224,8 @@ class RedisCluster implements Cluster {
   forwardHttp: Cluster["forwardHttp"] = (req, res, owner, claims, body, watch, refused) =>
     this.forwarder.http(req, res, owner, claims, body, watch, refused);
   forwardFetch: Cluster["forwardFetch"] = (request, owner, claims, watch, refused) => this.forwarder.fetch(request, owner, claims, watch, refused);
-  forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers, watch) => this.relay(client, request, owner, claims, closers, watch);
+  forwardSocket: Cluster["forwardSocket"] = (client, request, owner, claims, closers, watch, gone) =>
+    this.relay(client, request, owner, claims, closers, watch, gone);
 
 
   /** Heartbeat and renewal of every lease held, in batches of one script call each. */

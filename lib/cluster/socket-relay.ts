@@ -40,7 +40,15 @@ type WsModule = typeof import("ws");
 export function createSocketRelay(secret: string, handshakeTimeout: number, log: () => Logger) {
   let ws: WsModule | undefined;
 
-  return function relay(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>, watch?: HopWatch) {
+  return function relay(
+    client: RelayedSocket,
+    request: Request,
+    owner: Owner,
+    claims: ForwardClaims,
+    closers: Set<() => void>,
+    watch?: HopWatch,
+    gone?: () => void,
+  ) {
     const { socket, driver } = client;
     if (owner.url === undefined) {
       watch?.done("unreachable");
@@ -91,6 +99,7 @@ export function createSocketRelay(secret: string, handshakeTimeout: number, log:
     const unreachable = (err?: unknown) => {
       if (done) return;
       finish();
+      gone?.();
       watch?.done("unreachable");
       if (err) log().warn({ err }, `relaying a WebSocket to ${owner.url} failed`);
       driver.resume();
@@ -150,6 +159,8 @@ export function createSocketRelay(secret: string, handshakeTimeout: number, log:
       upstream.on("close", (code: number, reason: Buffer | string) => {
         if (done) return;
         finish();
+        // The owner went away, drains or lost the actor: the next socket asks Redis who owns it.
+        if (code === 1006 || code === 1012) gone?.();
         driver.resume();
         closeClient(socket, client, code, reason.toString());
       });

@@ -127,7 +127,16 @@ export interface Cluster {
    * Relays an accepted socket (its W3C surface, events still held) to the owner's socket route, until
    * either end closes; `closers` is where the registry's shutdown finds it.
    */
-  forwardSocket(client: RelayedSocket, request: Request, owner: Owner, claims: ForwardClaims, closers: Set<() => void>, watch?: HopWatch): void;
+  forwardSocket(
+    client: RelayedSocket,
+    request: Request,
+    owner: Owner,
+    claims: ForwardClaims,
+    closers: Set<() => void>,
+    watch?: HopWatch,
+    /** Called when the owner could not be reached or let the socket go with 1012: it may own the actor no more. */
+    gone?: () => void,
+  ): void;
   /** The claims of a valid, unexpired signature; undefined for anything else. */
   verify(token: string | undefined): ForwardClaims | undefined;
   close(): Promise<void>;

@@ -239,9 +239,10 @@ function relayToOwner(core: RegistryCore, socket: W3CWebSocket, driver: SocketDr
     method: "GET",
     path: target.path,
   };
+  const gone = () => core.ownerRefused(to.meta.actorId, to.owner);
   const { observer } = core.telemetry;
-  if (observer) observer.forward(request, claims, (watch) => core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers, watch), true);
-  else core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers);
+  if (observer) observer.forward(request, claims, (watch) => core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers, watch, gone), true);
+  else core.cluster!.forwardSocket({ socket, driver }, request, to.owner, claims, core.closers, undefined, gone);
 }
 
 function refuse(ws: WsSocket, err: unknown, core: RegistryCore) {
